@@ -1,0 +1,1 @@
+"""Experiments: the creator-marketplace simulator, its scenarios and policies, and the `ecorank` CLI."""

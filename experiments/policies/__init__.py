@@ -1,0 +1,34 @@
+"""Ranking policies for the simulator, and the registry that builds them by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from experiments.config import ConfigError, ScenarioConfig
+from experiments.policies.base import Policy, Slate
+from experiments.policies.baselines import (
+    BlendPolicy,
+    ExplorationPolicy,
+    GmvOnlyPolicy,
+    OraclePolicy,
+    RandomPolicy,
+)
+
+POLICIES: dict[str, tuple[str, Callable[[ScenarioConfig], Policy]]] = {
+    "random": ("uniformly random slates (reference)", lambda config: RandomPolicy()),
+    "p0": ("GMV-only: rank by estimated expected GMV", GmvOnlyPolicy),
+    "p1": ("fixed-weight blend of GMV, prosperity, risk and complaint estimates", BlendPolicy),
+    "explore": ("Plackett-Luce logging policy around P1, logs propensities", ExplorationPolicy),
+    "oracle": ("P1 blend on ground truth (reference upper bound)", OraclePolicy),
+}
+
+
+def make_policy(name: str, config: ScenarioConfig) -> Policy:
+    key = name.strip().lower()
+    if key not in POLICIES:
+        raise ConfigError(f"unknown policy {name!r}; expected one of {sorted(POLICIES)}. "
+                          "`ecorank policies` describes them.")
+    return POLICIES[key][1](config)
+
+
+__all__ = ["POLICIES", "Policy", "Slate", "make_policy"]

@@ -1,0 +1,58 @@
+"""Head estimates from observable signals: the stand-in for a trained multi-task model.
+
+The four heads of ecorank (expected GMV, prosperity, risk, complaint) estimated per impression at
+the top slot from what a policy may see. Click, purchase and engagement use the simulator's response
+model structure fed with *observable, noisy* inputs (the quality signal instead of true quality, no
+gaming, the average price sensitivity): a well-specified model that still cannot see hidden state.
+Complaint rates are the creator's own empirical rates shrunk toward a prior, so they are learned from
+the policy's own impressions (Chaney et al.'s confounded loop, on purpose). Risk comes from the
+originality score and detected duplicate or operator clusters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from experiments.config import ScenarioConfig
+from experiments.policies.base import F64
+from experiments.simulator.observation import Candidates
+
+COMPLAINT_PRIOR = 0.05  # complaints per purchase assumed for a creator with no history
+DETECTED_RISK = 0.9  # risk assigned to a detected duplicate or operator-cluster member
+
+
+@dataclass(frozen=True)
+class HeadEstimates:
+    """Per-impression estimates at the top slot, all (R, M)."""
+
+    p_click: F64
+    p_purchase: F64  # | click
+    gmv: F64  # p_click * p_purchase * price
+    prosperity: F64  # p_click * p_engage
+    risk: F64  # probability the impression is a governance violation
+    complaint: F64  # p_click * p_purchase * complaints per purchase
+
+
+def _sigmoid(x: F64) -> F64:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def estimate_heads(candidates: Candidates, config: ScenarioConfig) -> HeadEstimates:
+    r = config.response
+    c = candidates
+    q = c.quality_signal
+    p_click = _sigmoid(r.click_intercept + r.click_affinity * c.affinity + r.click_quality * q
+                       + r.click_popularity * np.log1p(c.popularity))
+    p_purchase = _sigmoid(r.purchase_intercept + r.purchase_quality * q + r.purchase_affinity * c.affinity
+                          - (np.log(c.price) - r.price_reference))
+    p_engage = _sigmoid(r.engage_intercept + r.engage_quality * q + r.engage_affinity * c.affinity)
+    k = config.policies.prior_strength
+    complaint_rate = (c.account_complaints + k * COMPLAINT_PRIOR) / (c.account_purchases + k)
+    detected = (c.dup_cluster >= 0) | (c.operator_cluster >= 0)
+    risk = np.maximum(1.0 - c.originality, np.where(detected, DETECTED_RISK, 0.0))
+    return HeadEstimates(
+        p_click=p_click, p_purchase=p_purchase, gmv=p_click * p_purchase * c.price,
+        prosperity=p_click * p_engage, risk=risk, complaint=p_click * p_purchase * complaint_rate,
+    )

@@ -1,0 +1,1 @@
+"""Fairness engine: exposure metrics (and, later, the blend, allocator and planner)."""
