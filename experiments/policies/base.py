@@ -48,9 +48,19 @@ def top_k(scores: F64, k: int) -> I64:
     k = min(k, cols)
     if k == 0:
         return np.zeros((rows, 0), np.int64)
-    # Stable sort on the negated scores keeps lower column indices first among equals.
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < cols else np.tile(np.arange(cols), (rows, 1))
-    order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
+    negated = -scores
+    if k < cols:
+        part = np.argpartition(negated, k - 1, axis=1)[:, :k]
+        # argpartition picks arbitrarily among values tied with the k-th best; where such a tie
+        # straddles the cut, fall back to a stable sort so the lower columns win (rare for real scores).
+        taken = np.take_along_axis(negated, part, axis=1)
+        kth = taken.max(axis=1, keepdims=True)
+        straddles = (negated == kth).sum(axis=1) > (taken == kth).sum(axis=1)
+        if straddles.any():
+            part[straddles] = np.argsort(negated[straddles], axis=1, kind="stable")[:, :k]
+    else:
+        part = np.tile(np.arange(cols), (rows, 1))
+    order = np.lexsort((part, np.take_along_axis(negated, part, axis=1)), axis=1)
     return np.take_along_axis(part, order, axis=1).astype(np.int64)
 
 

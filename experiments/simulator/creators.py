@@ -266,11 +266,22 @@ def settle(world: World, config: ScenarioConfig, round_: int, *, impressions: F6
     if not cr.exit_enabled:
         return utility
 
-    unprofitable = alive & (acc.negative_streak[:n] >= cr.unprofitable_rounds)
+    # Exit is an operator's business decision: a matrix farm pools satisfaction and traffic over its
+    # accounts (one account alone may starve while the farm thrives). Honest operators have one account.
+    operator = acc.operator[:n]
+    n_ops = world.operators.n
+    pooled_satisfaction = np.bincount(operator, weights=np.where(alive, acc.satisfaction[:n], 0.0), minlength=n_ops)
+    op_streak = np.zeros(n_ops, np.int64)
+    np.maximum.at(op_streak, operator, np.where(alive, acc.negative_streak[:n], 0))
+    op_streak = np.where(pooled_satisfaction < 0, op_streak, 0)
     start = max(0, round_ - cr.viability_window + 1)
-    window_impressions = acc.impressions_hist[:n, start: round_ + 1].sum(axis=1)
-    old_enough = round_ - acc.born[:n] + 1 >= cr.viability_window
-    unviable = alive & old_enough & (window_impressions < cr.viability_min_impressions) & ~unprofitable
+    window_impressions = np.bincount(operator, weights=acc.impressions_hist[:n, start: round_ + 1].sum(axis=1),
+                                     minlength=n_ops)
+    op_born = np.full(n_ops, np.iinfo(np.int64).max)
+    np.minimum.at(op_born, operator, acc.born[:n])
+    unprofitable = alive & (op_streak[operator] >= cr.unprofitable_rounds)
+    old_enough = round_ - op_born[operator] + 1 >= cr.viability_window
+    unviable = alive & old_enough & (window_impressions[operator] < cr.viability_min_impressions) & ~unprofitable
     acc.died[:n][unprofitable | unviable] = round_
     acc.exit_cause[:n][unprofitable] = EXIT_UNPROFITABLE
     acc.exit_cause[:n][unviable] = EXIT_UNVIABLE

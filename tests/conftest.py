@@ -1,0 +1,31 @@
+"""Shared fixtures: scenario loaders and one small experiment run reused by the output tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from experiments.config import ScenarioConfig, load_scenario
+from experiments.simulator.runner import Experiment, run_experiment
+
+ALL_POLICIES = ("p0", "p1", "random", "oracle", "explore")
+
+
+@pytest.fixture
+def tiny() -> Callable[..., ScenarioConfig]:
+    """tiny("S1", "run.rounds=10") -> a validated tiny-preset config with overrides."""
+
+    def load(scenario: str = "S4", *overrides: str) -> ScenarioConfig:
+        return load_scenario(scenario, preset="tiny", overrides=list(overrides))
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
+    """Every policy, two seeds, S4 tiny (adaptive adversaries, all account types), all impressions logged."""
+    config = load_scenario("S4", preset="tiny", overrides=["outputs.impressions=all"])
+    out: Path = tmp_path_factory.mktemp("tiny_experiment")
+    return run_experiment(config, policies=list(ALL_POLICIES), seeds=[0, 1], out=out, quiet=True)
