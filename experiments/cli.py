@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<scenario>-<preset>-<time>)")
     sim.add_argument("--jobs", type=_positive_int, default=1, help="parallel worker processes (default: %(default)s)")
     sim.add_argument("--impressions", choices=("all", "explore", "none"), default=None,
-                     help="whose impressions to log to impressions.parquet (default: the scenario's outputs.impressions)")
+                     help="whose impressions to log to impressions.parquet "
+                          "(default: the scenario's outputs.impressions)")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
 
@@ -114,7 +115,9 @@ def _simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(experiment.summary.to_json(orient="records"))
     else:
         print(f"{config.id} {config.title} | preset {config.preset} | {len(seeds)} seed(s) | "
-              f"reference {policies[0]} | mean [paired bootstrap 95% CI of the difference]")
+              f"reference {policies[0]}")
+        print("cells: mean over seeds, then the difference from the reference [paired bootstrap 95% CI]; "
+              "(+) higher is better, (-) lower is better")
         print(experiment.table)
         print(f"\nwrote {out}/ (manifest.json, rounds.parquet, accounts.parquet, runs.parquet, summary.csv, "
               "impressions.parquet)")

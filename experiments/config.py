@@ -60,6 +60,7 @@ class UsersConfig(_Section):
     price_sensitivity_sigma: NonNegativeFloat = Field(description="LogNormal(0, sigma) price sensitivity.")
     patience: PositiveFloat = Field(description="Initial and maximum patience P.")
     patience_recovery: NonNegativeFloat = Field(description="Patience regained per active round.")
+    patience_max_loss: NonNegativeFloat = Field(description="Most patience lost per round: clip(value - 1, -loss, 0).")
     patience_floor: NonNegativeFloat = Field(description="Below this patience a user goes dormant.")
     dormancy_return_p: Probability = Field(description="Geometric(p) parameter of dormant spells.")
     seen_memory: PositiveInt = Field(description="Recently seen contents remembered for duplicate detection.")
@@ -97,9 +98,11 @@ class AccountsConfig(_Section):
     def _check_prior(self) -> AccountsConfig:
         unknown = sorted(set(self.type_prior) - set(ACCOUNT_TYPES))
         if unknown:
-            raise ValueError(f"type_prior has unknown account types {unknown}; expected keys from {list(ACCOUNT_TYPES)}")
+            raise ValueError(f"type_prior has unknown account types {unknown}; "
+                             f"expected keys from {list(ACCOUNT_TYPES)}")
         if sum(self.type_prior.values()) <= 0:
-            raise ValueError(f"type_prior weights sum to 0 ({self.type_prior}); give at least one type a positive weight")
+            raise ValueError(f"type_prior weights sum to 0 ({self.type_prior}); "
+                             "give at least one type a positive weight")
         return self
 
     def of(self, account_type: str) -> AccountTypeConfig:
@@ -122,6 +125,8 @@ class ItemsConfig(_Section):
     copy_quality_factor: Probability = Field(description="Copy quality = source quality * factor.")
     copy_price_factor: PositiveFloat = Field(description="Copy price = source price * factor.")
     matrix_noise: NonNegativeFloat = Field(description="Embedding noise of a matrix near-duplicate.")
+    matrix_price_sigma: NonNegativeFloat = Field(description="Log-price spread of a farm's posts around its template.")
+    recent_exposure_decay: Probability = Field(description="EMA decay of item exposure that copiers chase.")
 
 
 class RetrievalConfig(_Section):
@@ -224,7 +229,9 @@ class PoliciesConfig(_Section):
     blend_prosperity: NonNegativeFloat = Field(description="P1 / oracle weight of engagement probability.")
     blend_risk: NonNegativeFloat = Field(description="P1 / oracle penalty on risk probability.")
     blend_complaint: NonNegativeFloat = Field(description="P1 / oracle penalty on complaint probability.")
-    prior_strength: NonNegativeFloat = Field(description="Pseudo-impressions of the empirical-rate prior.")
+    prior_strength: NonNegativeFloat = Field(description="Pseudo-purchases of the empirical complaint-rate prior.")
+    complaint_prior: Probability = Field(description="Complaints per purchase assumed for a creator with no history.")
+    detected_risk: Probability = Field(description="Risk estimate of a detected duplicate or operator-cluster member.")
     explore_temperature: PositiveFloat = Field(description="Plackett-Luce temperature of the logging policy.")
 
 
@@ -347,8 +354,9 @@ def load_scenario(
     scenario_data = _read_toml(scenario_path)
     preset_tables = scenario_data.pop("preset", {})
     if not isinstance(preset_tables, dict) or not set(preset_tables) <= set(available_presets()):
+        received = sorted(preset_tables) if isinstance(preset_tables, dict) else preset_tables
         raise ConfigError(f"{scenario_path}: [preset.<name>] tables must be named after presets "
-                          f"{available_presets()}; received {sorted(preset_tables) if isinstance(preset_tables, dict) else preset_tables!r}")
+                          f"{available_presets()}; received {received!r}")
 
     merged = _read_toml(BASE_FILE)
     merged = _deep_merge(merged, _read_toml(PRESET_DIR / f"{preset}.toml"))

@@ -7,6 +7,9 @@ seed s the difference d_s = m(policy, s) - m(reference, s) is formed, and the CI
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import cast
+
 import numpy as np
 import pandas as pd
 
@@ -53,24 +56,30 @@ def summarize(runs: pd.DataFrame, *, metrics: list[str], reference: str, samples
                 delta = float(np.nanmean(d)) if np.isfinite(d).any() else float("nan")
                 low, high = paired_bootstrap_ci(d, samples=samples, rng=rng)
             rows.append({"policy": policy, "metric": metric, "mean": mean, "std": std,
-                         "n_seeds": int(len(finite)), "delta": delta, "ci_low": low, "ci_high": high})
+                         "n_seeds": len(finite), "delta": delta, "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def format_table(summary: pd.DataFrame, *, reference: str) -> str:
-    """Metrics as rows, policies as columns: the reference's mean, others' mean and delta [95% CI]."""
+def format_table(summary: pd.DataFrame, *, reference: str, direction: Mapping[str, str] | None = None) -> str:
+    """Metrics as rows, policies as columns: the reference's mean, others' mean and delta [95% CI].
+
+    `direction` marks a metric "+" (higher is better) or "-" (lower is better) after its name.
+    """
     policies = list(dict.fromkeys(summary["policy"]))
     metrics = list(dict.fromkeys(summary["metric"]))
     cells = {(r.policy, r.metric): r for r in summary.itertuples()}
     header = ["metric", *[f"{p} (ref)" if p == reference else p for p in policies]]
     lines = [header]
     for metric in metrics:
-        row = [metric]
+        mark = (direction or {}).get(metric)
+        row = [f"{metric} ({mark})" if mark else metric]
         for policy in policies:
             r = cells[(policy, metric)]
-            text = _number(r.mean)
-            if policy != reference and np.isfinite(r.ci_low):
-                text += f"  {_signed(r.delta)} [{_signed(r.ci_low)}, {_signed(r.ci_high)}]"
+            # These columns are float; pandas-stubs types itertuples() fields as any pandas scalar.
+            mean, delta, low, high = cast(tuple[float, float, float, float], (r.mean, r.delta, r.ci_low, r.ci_high))
+            text = _number(mean)
+            if policy != reference and np.isfinite(low):
+                text += f"  {_signed(delta)} [{_signed(low)}, {_signed(high)}]"
             row.append(text)
         lines.append(row)
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

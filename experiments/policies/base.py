@@ -86,5 +86,6 @@ def plackett_luce_slate(logits: F64, k: int, rng: np.random.Generator) -> Slate:
 
 def normalized(values: F64) -> F64:
     """Divide each request's row by its largest absolute value (documented blend normalization)."""
-    scale = np.abs(values).max(axis=1, keepdims=True)
-    return np.divide(values, scale, out=np.zeros_like(values), where=scale > 0)
+    scale: F64 = np.abs(values).max(axis=1, keepdims=True)
+    out: F64 = np.divide(values, scale, out=np.zeros_like(values), where=scale > 0)
+    return out

@@ -19,9 +19,6 @@ from experiments.config import ScenarioConfig
 from experiments.policies.base import F64
 from experiments.simulator.observation import Candidates
 
-COMPLAINT_PRIOR = 0.05  # complaints per purchase assumed for a creator with no history
-DETECTED_RISK = 0.9  # risk assigned to a detected duplicate or operator-cluster member
-
 
 @dataclass(frozen=True)
 class HeadEstimates:
@@ -49,9 +46,9 @@ def estimate_heads(candidates: Candidates, config: ScenarioConfig) -> HeadEstima
                           - (np.log(c.price) - r.price_reference))
     p_engage = _sigmoid(r.engage_intercept + r.engage_quality * q + r.engage_affinity * c.affinity)
     k = config.policies.prior_strength
-    complaint_rate = (c.account_complaints + k * COMPLAINT_PRIOR) / (c.account_purchases + k)
+    complaint_rate = (c.account_complaints + k * config.policies.complaint_prior) / (c.account_purchases + k)
     detected = (c.dup_cluster >= 0) | (c.operator_cluster >= 0)
-    risk = np.maximum(1.0 - c.originality, np.where(detected, DETECTED_RISK, 0.0))
+    risk = np.maximum(1.0 - c.originality, np.where(detected, config.policies.detected_risk, 0.0))
     return HeadEstimates(
         p_click=p_click, p_purchase=p_purchase, gmv=p_click * p_purchase * c.price,
         prosperity=p_click * p_engage, risk=risk, complaint=p_click * p_purchase * complaint_rate,

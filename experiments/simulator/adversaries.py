@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+from numpy.typing import NDArray
 
 from experiments.config import ScenarioConfig
 from experiments.simulator.state import F64, MATRIX, NONE, REUPLOADER, Detector, Strategies, World
@@ -104,8 +105,9 @@ def update_strategies(world: World, config: ScenarioConfig, round_: int, rng: np
     acc.obfuscation[matrix] = z[inverse]
 
 
-def _arm_index(arms: F64, first: F64, second: F64) -> np.ndarray:
+def _arm_index(arms: F64, first: F64, second: F64) -> NDArray[np.intp]:
     match = (np.isclose(arms[None, :, 0], first[:, None])) & (np.isclose(arms[None, :, 1], second[:, None]))
     # Accounts whose strategy is not an arm (e.g. planted farms of another size) map to the closest arm.
     distance = np.abs(arms[None, :, 0] - first[:, None]) + np.abs(arms[None, :, 1] - second[:, None])
-    return np.where(match.any(axis=1), match.argmax(axis=1), distance.argmin(axis=1))
+    index: NDArray[np.intp] = np.where(match.any(axis=1), match.argmax(axis=1), distance.argmin(axis=1))
+    return index

@@ -28,7 +28,7 @@ from experiments.simulator.state import (
 
 
 def unit_rows(x: F64) -> F64:
-    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    norms: F64 = np.linalg.norm(x, axis=-1, keepdims=True)
     return x / np.maximum(norms, 1e-12)
 
 
@@ -122,7 +122,7 @@ def seed_legacy_popularity(world: World, config: ScenarioConfig, accounts: I64, 
     """Make a share of the initial honest accounts legacy incumbents with heavy-tailed popularity."""
     acc = world.accounts
     honest = accounts[acc.type[accounts] == ORIGINAL]
-    n_legacy = int(round(config.accounts.legacy_share * len(honest)))
+    n_legacy = round(config.accounts.legacy_share * len(honest))
     if n_legacy == 0:
         return
     legacy = rng.choice(honest, size=n_legacy, replace=False)
@@ -171,7 +171,8 @@ def _make_originals(world: World, config: ScenarioConfig, owner: I64, born: I64,
     quality = np.clip(acc.mean_quality[owner] + it.quality_noise * rng.standard_normal(n), 0.0, 1.0)
     price = np.exp(acc.price_level[owner] + it.item_price_sigma * rng.standard_normal(n))
     op = acc.operator[owner]
-    price[in_matrix] = world.operators.template_price[op[in_matrix]] * rng.uniform(0.9, 1.1, int(in_matrix.sum()))
+    jitter = rng.lognormal(0.0, it.matrix_price_sigma, int(in_matrix.sum()))
+    price[in_matrix] = world.operators.template_price[op[in_matrix]] * jitter
     root = ids.copy()
     root[in_matrix] = world.operators.template_root[op[in_matrix]]
     return _finish_items(world, config, ids=ids, owner=owner, born=born, embedding=embedding, quality=quality,
@@ -209,7 +210,8 @@ def _make_copies(world: World, config: ScenarioConfig, owner: I64, born: I64, rn
     noise = (it.copy_noise + it.copy_noise_per_obfuscation * z)[:, None]
     embedding = unit_rows(items.embedding[src] + noise * rng.standard_normal((n, config.users.dim)))
     return _finish_items(world, config, ids=world.items.allocate_ids(n), owner=owner, born=born, embedding=embedding,
-                         quality=items.quality[src] * it.copy_quality_factor, price=items.price[src] * it.copy_price_factor,
+                         quality=items.quality[src] * it.copy_quality_factor,
+                         price=items.price[src] * it.copy_price_factor,
                          source=items.id[src], root=items.root[src], rng=rng)
 
 
@@ -305,7 +307,7 @@ def entry_mix(world: World, config: ScenarioConfig, round_: int) -> F64:
     count = np.bincount(acc.type[:n], weights=present.sum(axis=1).astype(float), minlength=4)
     mean_profit = np.divide(total, count, out=np.zeros(4), where=count > 0)
     exponent = np.clip(en.profit_sensitivity * mean_profit, -en.max_exponent, en.max_exponent)
-    mix = prior * np.exp(exponent - exponent.max())
+    mix: F64 = prior * np.exp(exponent - exponent.max())
     mix = mix / mix.sum() if mix.sum() > 0 else np.full(4, 0.25)
     wave = config.wave
     if 0 <= wave.reupload_start <= round_:

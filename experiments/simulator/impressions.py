@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 
 from experiments.config import ScenarioConfig
 from experiments.simulator.observation import CANDIDATE_FEATURES
-from experiments.simulator.story import RoundRecord
 from experiments.simulator.state import World
+from experiments.simulator.story import RoundRecord
 
 SCHEMA = pa.schema([
     pa.field("policy", pa.string()),

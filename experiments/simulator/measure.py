@@ -78,6 +78,9 @@ def round_metrics(world: World, config: ScenarioConfig, record: RoundRecord) -> 
         "user_utility": float(record.user_value.mean()) if requests else NAN,
         "gini_account": fm.gini(window) if len(who) else NAN,
         "gini_operator": fm.cluster_gini(window, acc.operator[who]) if len(who) else NAN,
+        # Cumulative: lifetime exposure of every account that has existed, departed ones included.
+        "gini_account_cumulative": fm.gini(acc.exposure[: acc.n]),
+        "gini_operator_cumulative": fm.cluster_gini(acc.exposure[: acc.n], acc.operator[: acc.n]),
         "top1_share": fm.top_share(window, fraction=config.metrics.top_fraction) if len(who) else NAN,
         "entropy": fm.exposure_entropy(window) if len(who) else NAN,
         "merit_disparity": fm.merit_disparity(window, acc.mean_quality[who], acc.cohort[who]) if has_merit else NAN,
@@ -101,11 +104,17 @@ MEAN_OF_ROUNDS = ("active_share", "user_utility", "gini_account", "gini_operator
                   "merit_disparity", "original_share", "piracy_leakage", "sybil_share", "risk_share")
 SUMMARY_METRICS = (
     "gmv", "gmv_per_round", "complaints_per_purchase", "complaints_per_1k", *MEAN_OF_ROUNDS, "gini_trend",
-    "mobility", "newcomer_survival", "rounds_to_milestone", "milestone_share", "exits_unprofitable",
-    "exits_unviable", "bad_entry_share", "accounts_final",
+    "gini_cumulative_final", "mobility", "newcomer_survival", "rounds_to_milestone", "milestone_share",
+    "exits_unprofitable", "exits_unviable", "bad_entry_share", "accounts_final",
 )
-HIGHER_IS_BETTER = {"gmv", "gmv_per_round", "gmv_rel", "active_share", "user_utility", "entropy", "original_share",
-                    "mobility", "newcomer_survival", "milestone_share", "accounts_final"}
+# Which way is better, for readers of the summary table ("+" higher, "-" lower; counts are neutral).
+DIRECTION = {
+    **dict.fromkeys(("gmv", "gmv_per_round", "gmv_rel", "active_share", "user_utility", "entropy", "original_share",
+                     "mobility", "newcomer_survival", "milestone_share"), "+"),
+    **dict.fromkeys(("complaints_per_purchase", "complaints_per_1k", "gini_account", "gini_operator", "top1_share",
+                     "merit_disparity", "piracy_leakage", "sybil_share", "risk_share", "gini_trend",
+                     "gini_cumulative_final", "rounds_to_milestone", "bad_entry_share"), "-"),
+}
 
 
 def run_metrics(world: World, config: ScenarioConfig, rounds: list[dict[str, float]]) -> dict[str, float]:
@@ -122,6 +131,7 @@ def run_metrics(world: World, config: ScenarioConfig, rounds: list[dict[str, flo
     for key in MEAN_OF_ROUNDS:
         out[key] = _nanmean(col[key])
     out["gini_trend"] = gini_trend(col["gini_account"])
+    out["gini_cumulative_final"] = float(col["gini_account_cumulative"][-1])
     out["mobility"] = mobility(world, config)
     survival, to_milestone, reached = newcomer_outcomes(world, config, horizon)
     out.update(newcomer_survival=survival, rounds_to_milestone=to_milestone, milestone_share=reached)
@@ -150,7 +160,8 @@ def mobility(world: World, config: ScenarioConfig) -> float:
     values = []
     for t in range(config.run.burn_in + w - 1, rounds - lag, w):
         later = t + lag
-        both = np.flatnonzero((acc.born[: acc.n] <= t - w + 1) & ((acc.died[: acc.n] < 0) | (acc.died[: acc.n] > later)))
+        both = np.flatnonzero((acc.born[: acc.n] <= t - w + 1)
+                              & ((acc.died[: acc.n] < 0) | (acc.died[: acc.n] > later)))
         if len(both) < 3:
             continue
         now = acc.exposure_hist[both, t - w + 1: t + 1].sum(axis=1)

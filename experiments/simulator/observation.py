@@ -8,6 +8,7 @@ through it. The oracle reference alone also receives a `Truth`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,8 +24,11 @@ CANDIDATE_FEATURES = (
 )
 
 
-def _frozen(array: NDArray[np.generic]) -> NDArray[np.generic]:
-    out = np.array(array, copy=True)
+_Array = TypeVar("_Array", bound=NDArray[Any])
+
+
+def _frozen(array: _Array) -> _Array:
+    out = array.copy(order="K")  # like np.array(array, copy=True): keeps the memory layout
     out.setflags(write=False)
     return out
 

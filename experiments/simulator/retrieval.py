@@ -36,7 +36,7 @@ def retrieve(world: World, config: ScenarioConfig, user: I64, rng: np.random.Gen
         rows = np.broadcast_to(np.arange(n_items), (len(user), n_items)).copy()
         return Retrieved(user=user, rows=rows, affinity=_affinity(world, user, rows))
 
-    n_random = int(round(config.retrieval.random_share * m))
+    n_random = round(config.retrieval.random_share * m)
     n_top = m - n_random
     shortlist_size = min(config.retrieval.shortlist, n_items - n_random)
     prototype_scores = items.embedding @ world.prototypes.T  # (N, B)
@@ -68,4 +68,5 @@ def distinct_uniform(n: int, k: int, rows: int, rng: np.random.Generator) -> I64
 
 
 def _affinity(world: World, user: I64, rows: I64) -> F64:
-    return np.einsum("rd,rmd->rm", world.users.taste[user], world.items.embedding[rows])  # (R, M)
+    affinity: F64 = np.einsum("rd,rmd->rm", world.users.taste[user], world.items.embedding[rows])  # (R, M)
+    return affinity

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from experiments.config import ScenarioConfig
 from experiments.policies import make_policy
 from experiments.simulator import impressions as imp
-from experiments.simulator.measure import SUMMARY_METRICS, account_snapshot, round_metrics, run_metrics
+from experiments.simulator.measure import DIRECTION, SUMMARY_METRICS, account_snapshot, round_metrics, run_metrics
 from experiments.simulator.story import Streams, initial_world, play_round
 from experiments.summary import add_gmv_relative, format_table, summarize
 
@@ -106,7 +106,11 @@ def run_experiment(config: ScenarioConfig, *, policies: Sequence[str], seeds: Se
     started = time.time()
     total = len(tasks) * config.run.rounds
     with tqdm(total=total, desc=f"{config.id} {config.preset}", unit="round", disable=quiet, leave=False) as bar:
-        results = _execute(config, tasks, jobs=jobs, on_progress=bar.update)
+
+        def on_progress(rounds_done: int) -> None:
+            bar.update(rounds_done)
+
+        results = _execute(config, tasks, jobs=jobs, on_progress=on_progress)
     order = {(p, s): i for i, (p, s, _) in enumerate(tasks)}
     results.sort(key=lambda r: order[(r.policy, r.seed)])
 
@@ -135,8 +139,8 @@ def run_experiment(config: ScenarioConfig, *, policies: Sequence[str], seeds: Se
                               started=started, reference=reference, gmv_baseline=gmv_baseline,
                               impression_rows=impression_rows, jobs=jobs)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
-    return Experiment(out=out, runs=runs, summary=summary, table=format_table(summary, reference=reference),
-                      manifest=manifest)
+    table = format_table(summary, reference=reference, direction=DIRECTION)
+    return Experiment(out=out, runs=runs, summary=summary, table=table, manifest=manifest)
 
 
 def _logs(config: ScenarioConfig, policy: str) -> bool:

@@ -152,18 +152,21 @@ class Accounts:
 
     @staticmethod
     def empty(dim: int, rounds: int) -> Accounts:
-        def z(dtype: type = np.float64) -> NDArray[np.generic]:
-            return np.zeros(0, dtype)
+        def z() -> F64:
+            return np.zeros(0, np.float64)
+
+        def zi() -> I64:
+            return np.zeros(0, np.int64)
 
         return Accounts(
-            type=z(np.int64), operator=z(np.int64), cohort=z(np.int64), born=z(np.int64),
-            died=z(np.int64), exit_cause=z(np.int64), style=np.zeros((0, dim)), mean_quality=z(),
+            type=zi(), operator=zi(), cohort=zi(), born=zi(),
+            died=zi(), exit_cause=zi(), style=np.zeros((0, dim)), mean_quality=z(),
             gaming=z(), defect_rate=z(), production_rate=z(), item_cost=z(), originality_mean=z(),
-            price_level=z(), obfuscation=z(), copy_lag=z(np.int64), wave_copier=z(np.bool_), detected_cluster=z(np.int64),
-            popularity=z(), satisfaction=z(), negative_streak=z(np.int64), impressions=z(), exposure=z(),
+            price_level=z(), obfuscation=z(), copy_lag=zi(), wave_copier=np.zeros(0, np.bool_), detected_cluster=zi(),
+            popularity=z(), satisfaction=z(), negative_streak=zi(), impressions=z(), exposure=z(),
             clicks=z(), purchases=z(), complaints=z(), gmv=z(), impressions_hist=np.zeros((0, rounds)),
             exposure_hist=np.zeros((0, rounds)), utility_hist=np.zeros((0, rounds)),
-        )  # type: ignore[arg-type]
+        )
 
 
 @dataclass

@@ -18,10 +18,10 @@ from experiments.simulator import adversaries, creators, users
 from experiments.simulator.observation import Observation, observe, reveal_truth
 from experiments.simulator.retrieval import Retrieved, bucket_users, retrieve
 from experiments.simulator.state import (
-    INCUMBENT,
-    MATRIX,
     F64,
     I64,
+    INCUMBENT,
+    MATRIX,
     Accounts,
     Detector,
     Items,
@@ -133,11 +133,13 @@ def play_round(world: World, config: ScenarioConfig, policy: Policy, streams: St
     owner = items.account[shown]
     n = acc.n
     impressions = np.bincount(owner.ravel(), minlength=n).astype(float)
-    exposure = np.bincount(owner.ravel(), weights=np.broadcast_to(weight, shown.shape).ravel(), minlength=n)
+    # Weighted bincounts are float64 at runtime; numpy's stubs type bincount as intp, hence the no-copy astype.
+    exposure = np.bincount(owner.ravel(), weights=np.broadcast_to(weight, shown.shape).ravel(),
+                           minlength=n).astype(np.float64, copy=False)
     clicks = np.bincount(owner.ravel(), weights=responses.click.ravel(), minlength=n)
     purchases = np.bincount(owner.ravel(), weights=responses.purchase.ravel(), minlength=n)
     complaints = np.bincount(owner.ravel(), weights=responses.complaint.ravel(), minlength=n)
-    gmv = np.bincount(owner.ravel(), weights=responses.gmv.ravel(), minlength=n)
+    gmv = np.bincount(owner.ravel(), weights=responses.gmv.ravel(), minlength=n).astype(np.float64, copy=False)
     acc.impressions[:n] += impressions
     acc.exposure[:n] += exposure
     acc.clicks[:n] += clicks
@@ -147,12 +149,13 @@ def play_round(world: World, config: ScenarioConfig, policy: Policy, streams: St
     acc.impressions_hist[:n, t] = impressions
     acc.exposure_hist[:n, t] = exposure
     item_exposure = np.bincount(shown.ravel(), weights=np.broadcast_to(weight, shown.shape).ravel(),
-                                minlength=items.n)
-    items.recent_exposure = 0.8 * items.recent_exposure + item_exposure
+                                minlength=items.n).astype(np.float64, copy=False)
+    items.recent_exposure = config.items.recent_exposure_decay * items.recent_exposure + item_exposure
 
     # 6. Popularity feedback: the rich-get-richer loop.
     if config.popularity.feedback:
-        acc.popularity[:n] = config.popularity.decay * acc.popularity[:n] + clicks + config.popularity.purchase_weight * purchases
+        acc.popularity[:n] = (config.popularity.decay * acc.popularity[:n] + clicks
+                              + config.popularity.purchase_weight * purchases)
 
     # 7. Creators: utility, satisfaction, exit.
     creators.settle(world, config, t, impressions=impressions, gmv=gmv, costs=costs)
@@ -190,8 +193,8 @@ def _check_slate(slate: Slate, obs: Observation, name: str) -> None:
 
 
 def _normalized(weights: list[float]) -> F64:
-    w = np.asarray(weights, dtype=float)
-    return w / w.sum()
+    w = np.asarray(weights, dtype=np.float64)
+    return w / float(w.sum())
 
 
 def _empty_items(dim: int) -> Items:

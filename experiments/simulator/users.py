@@ -8,7 +8,7 @@ import numpy as np
 
 from experiments.config import ScenarioConfig
 from experiments.simulator.creators import unit_rows
-from experiments.simulator.state import B, F64, I64, Users, World
+from experiments.simulator.state import F64, I64, B, Users, World
 
 RESPONSE_UNIFORMS = 5  # click, purchase, engagement, complaint, duplicate report
 
@@ -96,17 +96,18 @@ def respond(world: World, config: ScenarioConfig, user: I64, shown: I64, affinit
     click = uniforms[..., 0] < p_click
     purchase = click & (uniforms[..., 1] < truth.p_purchase)
     engage = click & (uniforms[..., 2] < truth.p_engage)
-    complaint = (purchase & (uniforms[..., 3] < truth.p_complaint)) | (duplicate & (uniforms[..., 4] < r.duplicate_report))
+    complaint = ((purchase & (uniforms[..., 3] < truth.p_complaint))
+                 | (duplicate & (uniforms[..., 4] < r.duplicate_report)))
     gmv = np.where(purchase, truth.price, 0.0)
     return Responses(click=click, purchase=purchase, engage=engage, complaint=complaint, gmv=gmv, duplicate=duplicate)
 
 
 def seen_before(users: Users, user: I64, roots: I64) -> B:
     """A content is a duplicate if its root was in the user's memory or earlier in the same slate."""
-    remembered = (roots[:, :, None] == users.seen[user][:, None, :]).any(axis=2)  # (R, K)
+    remembered: B = (roots[:, :, None] == users.seen[user][:, None, :]).any(axis=2)  # (R, K)
     slots = roots.shape[1]
     earlier = np.tril(np.ones((slots, slots), bool), k=-1)  # earlier[k, j]: slot j is above slot k
-    in_slate = ((roots[:, :, None] == roots[:, None, :]) & earlier[None]).any(axis=2)
+    in_slate: B = ((roots[:, :, None] == roots[:, None, :]) & earlier[None]).any(axis=2)
     return remembered | in_slate
 
 
@@ -123,9 +124,9 @@ def churn(users: Users, config: ScenarioConfig, user: I64, responses: Responses,
           rng: np.random.Generator) -> F64:
     """Patience update; users below the floor go dormant for Geometric(p) rounds. Return round value."""
     cfg = config.users
-    value = (responses.click.sum(axis=1) + cfg.value_purchase * responses.purchase.sum(axis=1)
-             - cfg.value_complaint * responses.complaint.sum(axis=1)).astype(float)
-    patience = users.patience[user] + np.clip(value - 1.0, -2.0, 0.0) + cfg.patience_recovery
+    value: F64 = (responses.click.sum(axis=1) + cfg.value_purchase * responses.purchase.sum(axis=1)
+                  - cfg.value_complaint * responses.complaint.sum(axis=1)).astype(float)
+    patience = users.patience[user] + np.clip(value - 1.0, -cfg.patience_max_loss, 0.0) + cfg.patience_recovery
     patience = np.minimum(patience, cfg.patience)
     leaving = patience < cfg.patience_floor
     spell = rng.geometric(cfg.dormancy_return_p, size=len(user))

@@ -12,16 +12,20 @@ import pytest
 from experiments.cli import main
 
 
-def test_simulate_writes_the_run_folder_and_prints_the_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_simulate_writes_the_run_folder_and_prints_the_table(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     code = main(["simulate", "--scenario", "S2", "--preset", "tiny", "--policies", "p0,p1", "--seeds", "2",
                  "--out", str(out), "--quiet", "--set", "run.rounds=12"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "S2 Re-upload wave" in printed and "p0 (ref)" in printed and "gmv_rel" in printed
+    assert "S2 Re-upload wave" in printed
+    assert "p0 (ref)" in printed
+    assert "gmv_rel" in printed
     assert (out / "summary.csv").exists()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["overrides"] == ["run.rounds=12"] and manifest["config"]["run"]["rounds"] == 12
+    assert manifest["overrides"] == ["run.rounds=12"]
+    assert manifest["config"]["run"]["rounds"] == 12
 
 
 def test_simulate_json_and_parallel_jobs_match_serial(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

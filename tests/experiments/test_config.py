@@ -80,7 +80,7 @@ def test_unknown_override_key_suggests_the_closest() -> None:
         load_scenario("S1", preset="tiny", overrides=["users.n_user=3"])
     with pytest.raises(ConfigError, match=r"no section 'user'.*did you mean 'users'"):
         load_scenario("S1", preset="tiny", overrides=["user.n_users=3"])
-    with pytest.raises(ConfigError, match="not of the form section.key=value"):
+    with pytest.raises(ConfigError, match=r"not of the form section\.key=value"):
         parse_overrides(["users.n_users"])
 
 

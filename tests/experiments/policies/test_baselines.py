@@ -31,7 +31,8 @@ def test_every_policy_returns_a_valid_slate(name: str, round_zero) -> None:  # t
     slate = policy.rank(obs, rng=np.random.default_rng(0), truth=truth)
     rows, cols = obs.candidates.shape
     assert slate.positions.shape == slate.propensity.shape == (rows, obs.n_slots)
-    assert slate.positions.min() >= 0 and slate.positions.max() < cols
+    assert slate.positions.min() >= 0
+    assert slate.positions.max() < cols
     assert all(len(set(row)) == obs.n_slots for row in slate.positions.tolist())
     assert np.all((slate.propensity > 0) & (slate.propensity <= 1))
     again = policy.rank(obs, rng=np.random.default_rng(0), truth=truth)

@@ -21,7 +21,8 @@ def test_copies_inherit_their_source(tiny: Callable[..., ScenarioConfig]) -> Non
     assert live
     for c in live:
         s = source_row[int(items.source[c])]
-        assert items.is_original[s] and items.root[c] == items.root[s]
+        assert items.is_original[s]
+        assert items.root[c] == items.root[s]
         assert np.isclose(items.quality[c], items.quality[s] * config.items.copy_quality_factor)
         assert items.born[c] - items.born[s] >= world.accounts.copy_lag[items.account[c]]
 
@@ -53,7 +54,8 @@ def test_farm_exits_as_one_business(tiny: Callable[..., ScenarioConfig]) -> None
     acc.impressions_hist[:n, 0] = impressions
     creators.settle(world, config, 0, impressions=impressions, gmv=np.zeros(n), costs=np.zeros(n))
     assert np.all(acc.died[farm] < 0)
-    assert acc.died[loner] == 0 and acc.exit_cause[loner] == EXIT_UNVIABLE
+    assert acc.died[loner] == 0
+    assert acc.exit_cause[loner] == EXIT_UNVIABLE
 
 
 def test_entry_mix_follows_the_wave_and_profit(tiny: Callable[..., ScenarioConfig]) -> None:
@@ -62,7 +64,8 @@ def test_entry_mix_follows_the_wave_and_profit(tiny: Callable[..., ScenarioConfi
     before = creators.entry_mix(world, config, 0)
     during = creators.entry_mix(world, config, config.wave.reupload_start)
     assert before[REUPLOADER] == 0.0
-    assert np.isclose(during[REUPLOADER], config.wave.reupload_share) and np.isclose(during.sum(), 1.0)
+    assert np.isclose(during[REUPLOADER], config.wave.reupload_share)
+    assert np.isclose(during.sum(), 1.0)
     acc = world.accounts
     acc.utility_hist[: acc.n, 0] = np.where(acc.type[: acc.n] == ORIGINAL, 5.0, 0.0)
     assert creators.entry_mix(world, config, 0)[ORIGINAL] > before[ORIGINAL]

@@ -32,7 +32,8 @@ def test_newcomer_outcomes_on_a_constructed_history(tiny: Callable[..., Scenario
     cohort = (acc.cohort[: acc.n] == NEWCOMER) & (acc.born[: acc.n] >= config.run.burn_in)
     assert cohort.sum() == 4
     assert survival == pytest.approx(3 / 4)
-    assert to_milestone == 1.0 and reached == pytest.approx(1 / 4)
+    assert to_milestone == 1.0
+    assert reached == pytest.approx(1 / 4)
 
 
 def test_mobility_is_one_minus_rank_persistence(tiny: Callable[..., ScenarioConfig]) -> None:

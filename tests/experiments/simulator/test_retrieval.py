@@ -49,7 +49,8 @@ def test_two_stage_recall_matches_exact_retrieval_with_the_same_noise() -> None:
 
 def test_distinct_uniform_draws_distinct_indices_covering_the_range() -> None:
     draws = distinct_uniform(50, 10, 2000, np.random.default_rng(0))
-    assert draws.min() >= 0 and draws.max() < 50
+    assert draws.min() >= 0
+    assert draws.max() < 50
     assert all(len(set(row)) == 10 for row in draws.tolist())
     counts = np.bincount(draws.ravel(), minlength=50)
     assert counts.min() > 0

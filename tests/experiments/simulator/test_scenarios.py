@@ -20,7 +20,8 @@ HALF = ["users.n_users=2500", "accounts.initial_operators=650", "entry.rate=2.5"
 QUARTER = ["users.n_users=1250", "accounts.initial_operators=300", "entry.rate=1.2"]
 
 
-def _experiment(tmp_path: Path, scenario: str, policies: list[str], overrides: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _experiment(tmp_path: Path, scenario: str, policies: list[str],
+                overrides: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     config = load_scenario(scenario, preset="default", overrides=overrides)
     result = run_experiment(config, policies=policies, seeds=[0], out=tmp_path / scenario, jobs=len(policies),
                             quiet=True)
@@ -48,7 +49,7 @@ def test_s1_gmv_only_gini_grows_and_locks_newcomers_out(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_s2_copies_take_exposure_from_their_sources(tmp_path: Path) -> None:
-    runs, rounds = _experiment(tmp_path, "S2", ["p0"], [*HALF, "run.rounds=120"])
+    _, rounds = _experiment(tmp_path, "S2", ["p0"], [*HALF, "run.rounds=120"])
     p0 = rounds[rounds.policy == "p0"].set_index("round")
     before = p0.loc[10:29, "original_share"].mean()
     after = p0.loc[90:119, "original_share"].mean()

@@ -79,7 +79,7 @@ def test_observation_exposes_no_hidden_field_and_no_world_reference(tiny: Callab
     for part in (obs.candidates, obs.accounts):
         for f in dataclasses.fields(part):
             value = getattr(part, f.name)
-            assert isinstance(value, np.ndarray) and value.base is None or not value.flags.writeable
+            assert (isinstance(value, np.ndarray) and value.base is None) or not value.flags.writeable
             assert not value.flags.writeable
     with pytest.raises(ValueError, match="read-only"):
         obs.candidates.price[0, 0] = 1.0

@@ -46,7 +46,8 @@ def test_position_bias_lowers_click_rates_down_the_slate(tiny: Callable[..., Sce
     assert np.all(np.diff(rates) < 0.01)
     assert rates[0] / rates[-1] == pytest.approx(users.examination(k)[0] / users.examination(k)[-1], rel=0.15)
     assert not (responses.purchase & ~responses.click).any()
-    assert np.all(responses.gmv[responses.purchase] > 0) and np.all(responses.gmv[~responses.purchase] == 0)
+    assert np.all(responses.gmv[responses.purchase] > 0)
+    assert np.all(responses.gmv[~responses.purchase] == 0)
 
 
 def test_unhappy_users_go_dormant_and_come_back_rested(tiny: Callable[..., ScenarioConfig]) -> None:
