@@ -120,7 +120,7 @@ def _simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
               "(+) higher is better, (-) lower is better")
         print(experiment.table)
         print(f"\nwrote {out}/ (manifest.json, rounds.parquet, accounts.parquet, runs.parquet, summary.csv, "
-              "impressions.parquet)")
+              "rounds.png, impressions.parquet)")
     return 0
 
 

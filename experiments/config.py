@@ -133,6 +133,10 @@ class RetrievalConfig(_Section):
     candidates: Annotated[int, Field(ge=2)] = Field(description="M: candidates retrieved per request.")
     random_share: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(description="Share of M drawn at random.")
     gumbel_scale: NonNegativeFloat = Field(description="Scale of Gumbel noise added to affinity.")
+    trending_share: Annotated[float, Field(ge=0.0, lt=1.0)] = Field(
+        description="Share of M from the trending source, sampled by creator popularity.")
+    trending_power: NonNegativeFloat = Field(description="Trending weight = (1 + creator popularity) ** power.")
+    trending_pool: PositiveInt = Field(description="Trending pool per bucket, in multiples of the trending slots.")
     buckets: PositiveInt = Field(description="User buckets of the approximate nearest-neighbour stage.")
     shortlist: PositiveInt = Field(description="Items each bucket pre-selects before exact per-user ranking.")
 
@@ -230,6 +234,10 @@ class PoliciesConfig(_Section):
     blend_risk: NonNegativeFloat = Field(description="P1 / oracle penalty on risk probability.")
     blend_complaint: NonNegativeFloat = Field(description="P1 / oracle penalty on complaint probability.")
     prior_strength: NonNegativeFloat = Field(description="Pseudo-purchases of the empirical complaint-rate prior.")
+    history_weight: NonNegativeFloat = Field(
+        description="Exponent of the creator track-record multiplier on estimated GMV (0 = ignore history).")
+    history_prior_impressions: NonNegativeFloat = Field(
+        description="Pseudo-impressions shrinking a creator's GMV per impression toward the population rate.")
     complaint_prior: Probability = Field(description="Complaints per purchase assumed for a creator with no history.")
     detected_risk: Probability = Field(description="Risk estimate of a detected duplicate or operator-cluster member.")
     explore_temperature: PositiveFloat = Field(description="Plackett-Luce temperature of the logging policy.")
@@ -287,6 +295,12 @@ class ScenarioConfig(_Section):
             problems.append(
                 f"ranking.slots = {self.ranking.slots} exceeds retrieval.candidates = {self.retrieval.candidates}; "
                 "a request cannot fill more slots than it has candidates"
+            )
+        if self.retrieval.random_share + self.retrieval.trending_share >= 0.9:
+            problems.append(
+                f"retrieval.random_share + retrieval.trending_share = "
+                f"{self.retrieval.random_share + self.retrieval.trending_share:g} leaves under 10% of candidates "
+                "to affinity retrieval; lower one of them"
             )
         if self.retrieval.shortlist < self.retrieval.candidates:
             problems.append(

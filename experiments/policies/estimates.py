@@ -49,7 +49,12 @@ def estimate_heads(candidates: Candidates, config: ScenarioConfig) -> HeadEstima
     complaint_rate = (c.account_complaints + k * config.policies.complaint_prior) / (c.account_purchases + k)
     detected = (c.dup_cluster >= 0) | (c.operator_cluster >= 0)
     risk = np.maximum(1.0 - c.originality, np.where(detected, config.policies.detected_risk, 0.0))
+    # Track record: the creator's GMV per impression, shrunk toward the rate over all candidates.
+    population_rate = float(c.account_gmv.sum()) / max(float(c.account_impressions.sum()), 1.0)
+    shrink = config.policies.history_prior_impressions
+    record = (c.account_gmv + shrink * population_rate) / (c.account_impressions + shrink)
+    multiplier = (record / population_rate) ** config.policies.history_weight if population_rate > 0 else 1.0
     return HeadEstimates(
-        p_click=p_click, p_purchase=p_purchase, gmv=p_click * p_purchase * c.price,
+        p_click=p_click, p_purchase=p_purchase, gmv=p_click * p_purchase * c.price * multiplier,
         prosperity=p_click * p_engage, risk=risk, complaint=p_click * p_purchase * complaint_rate,
     )

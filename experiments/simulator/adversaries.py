@@ -46,7 +46,6 @@ def drift(world: World, config: ScenarioConfig, new_bad_obfuscation: F64) -> Non
     """The detector was trained on yesterday's tricks: recall decays with today's obfuscation."""
     if len(new_bad_obfuscation):
         world.detector.recall *= 1.0 - config.detector.drift * float(new_bad_obfuscation.mean())
-    world.detector.history.append(world.detector.recall)
 
 
 def retrain(world: World, config: ScenarioConfig, rng: np.random.Generator) -> float:

@@ -104,9 +104,7 @@ def create_operators(
     hit = in_matrix & (rng.random(n) < adversaries.detection_probability(world.detector, config, acc_obfuscation))
     detected[hit] = operator[hit]
 
-    rounds = config.run.rounds
     return world.accounts.add(
-        rounds,
         type=account_type, operator=operator, cohort=np.full(n, cohort), born=np.full(n, round_),
         died=np.full(n, NONE), exit_cause=np.zeros(n, np.int64), style=style, mean_quality=mean_quality,
         gaming=params[:, 2], defect_rate=params[:, 3], production_rate=params[:, 4], item_cost=params[:, 5],

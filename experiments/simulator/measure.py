@@ -46,6 +46,8 @@ def round_metrics(world: World, config: ScenarioConfig, record: RoundRecord) -> 
     start = max(0, t - config.run.window + 1)
     who = present_accounts(world, start, t)
     window = acc.exposure_hist[who, start: t + 1].sum(axis=1)
+    burn_in = config.run.burn_in
+    panel = present_accounts(world, burn_in, burn_in) if t >= burn_in else np.zeros(0, np.int64)
     resp = record.responses
     clicks, purchases = float(resp.click.sum()), float(resp.purchase.sum())
     complaints, gmv = float(resp.complaint.sum()), float(resp.gmv.sum())
@@ -78,6 +80,9 @@ def round_metrics(world: World, config: ScenarioConfig, record: RoundRecord) -> 
         "user_utility": float(record.user_value.mean()) if requests else NAN,
         "gini_account": fm.gini(window) if len(who) else NAN,
         "gini_operator": fm.cluster_gini(window, acc.operator[who]) if len(who) else NAN,
+        # Panel: the accounts alive when measurement starts (end of burn-in), followed for the rest of the
+        # run, departed ones included with the exposure they (no longer) get: the lock-in view.
+        "gini_panel": fm.gini(acc.exposure_hist[panel, start: t + 1].sum(axis=1)) if len(panel) else NAN,
         # Cumulative: lifetime exposure of every account that has existed, departed ones included.
         "gini_account_cumulative": fm.gini(acc.exposure[: acc.n]),
         "gini_operator_cumulative": fm.cluster_gini(acc.exposure[: acc.n], acc.operator[: acc.n]),
@@ -95,6 +100,7 @@ def round_metrics(world: World, config: ScenarioConfig, record: RoundRecord) -> 
         "exits_unprofitable": float((exits_now & (acc.exit_cause[: acc.n] == EXIT_UNPROFITABLE)).sum()),
         "exits_unviable": float((exits_now & (acc.exit_cause[: acc.n] == EXIT_UNVIABLE)).sum()),
         "detector_recall": world.detector.recall,
+        "audit_miss_share": record.audit_miss_share,
         "mean_obfuscation": float(acc.obfuscation[: acc.n][bad_alive].mean()) if bad_alive.any() else NAN,
     }
 
@@ -104,15 +110,15 @@ MEAN_OF_ROUNDS = ("active_share", "user_utility", "gini_account", "gini_operator
                   "merit_disparity", "original_share", "piracy_leakage", "sybil_share", "risk_share")
 SUMMARY_METRICS = (
     "gmv", "gmv_per_round", "complaints_per_purchase", "complaints_per_1k", *MEAN_OF_ROUNDS, "gini_trend",
-    "gini_cumulative_final", "mobility", "newcomer_survival", "rounds_to_milestone", "milestone_share",
-    "exits_unprofitable", "exits_unviable", "bad_entry_share", "accounts_final",
+    "gini_panel_trend", "gini_cumulative_final", "mobility", "newcomer_survival", "rounds_to_milestone",
+    "milestone_share", "exits_unprofitable", "exits_unviable", "bad_entry_share", "accounts_final",
 )
 # Which way is better, for readers of the summary table ("+" higher, "-" lower; counts are neutral).
 DIRECTION = {
     **dict.fromkeys(("gmv", "gmv_per_round", "gmv_rel", "active_share", "user_utility", "entropy", "original_share",
                      "mobility", "newcomer_survival", "milestone_share"), "+"),
     **dict.fromkeys(("complaints_per_purchase", "complaints_per_1k", "gini_account", "gini_operator", "top1_share",
-                     "merit_disparity", "piracy_leakage", "sybil_share", "risk_share", "gini_trend",
+                     "merit_disparity", "piracy_leakage", "sybil_share", "risk_share", "gini_trend", "gini_panel_trend",
                      "gini_cumulative_final", "rounds_to_milestone", "bad_entry_share"), "-"),
 }
 
@@ -131,6 +137,7 @@ def run_metrics(world: World, config: ScenarioConfig, rounds: list[dict[str, flo
     for key in MEAN_OF_ROUNDS:
         out[key] = _nanmean(col[key])
     out["gini_trend"] = gini_trend(col["gini_account"])
+    out["gini_panel_trend"] = gini_trend(col["gini_panel"])
     out["gini_cumulative_final"] = float(col["gini_account_cumulative"][-1])
     out["mobility"] = mobility(world, config)
     survival, to_milestone, reached = newcomer_outcomes(world, config, horizon)

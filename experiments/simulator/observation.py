@@ -20,7 +20,7 @@ from experiments.simulator.users import expectations
 
 CANDIDATE_FEATURES = (
     "affinity", "price", "quality_signal", "originality", "popularity", "account_age", "item_age",
-    "account_impressions", "account_clicks", "account_purchases", "account_complaints",
+    "account_impressions", "account_clicks", "account_purchases", "account_complaints", "account_gmv",
 )
 
 
@@ -52,6 +52,7 @@ class Candidates:
     account_clicks: F64
     account_purchases: F64
     account_complaints: F64
+    account_gmv: F64
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -82,6 +83,15 @@ class AccountHistory:
         """
         accounts = np.arange(len(self.alive), dtype=np.int64)
         return np.where(self.operator_cluster >= 0, self.operator_cluster, -1 - accounts)
+
+    def cluster_exposure(self, *, recent: bool = False) -> tuple[I64, F64, I64]:
+        """Exposure summed per allocation cluster: (cluster keys, exposure per key, key index per account).
+
+        Cumulative exposure by default, the last metrics window with `recent=True`.
+        """
+        keys, index = np.unique(self.cluster_key(), return_inverse=True)
+        values = self.recent_exposure if recent else self.exposure
+        return keys, np.bincount(index, weights=values, minlength=len(keys)).astype(np.float64), index
 
 
 @dataclass(frozen=True)
@@ -120,6 +130,7 @@ def observe(world: World, config: ScenarioConfig, retrieved: Retrieved, round_: 
         dup_cluster=_frozen(items.detected_dup[rows]), operator_cluster=_frozen(acc.detected_cluster[owner]),
         account_impressions=_frozen(acc.impressions[owner]), account_clicks=_frozen(acc.clicks[owner]),
         account_purchases=_frozen(acc.purchases[owner]), account_complaints=_frozen(acc.complaints[owner]),
+        account_gmv=_frozen(acc.gmv[owner]),
     )
     history = AccountHistory(
         alive=_frozen(acc.alive), age=_frozen((round_ - acc.born[:n]).astype(float)),

@@ -6,6 +6,7 @@ Output folder (docs/simulator.md#outputs):
     accounts.parquet     account snapshots every `metrics.snapshot_every` rounds and at the end
     runs.parquet         one row per (policy, seed): the run's summary metrics
     summary.csv          per policy and metric: mean, std, paired bootstrap 95% CI vs the first policy
+    rounds.png           key round metrics over time, one line per policy
     impressions.parquet  one row per shown (request, candidate) of the logged policies
 """
 
@@ -29,6 +30,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from experiments.config import ScenarioConfig
+from experiments.plots import plot_rounds
 from experiments.policies import make_policy
 from experiments.simulator import impressions as imp
 from experiments.simulator.measure import DIRECTION, SUMMARY_METRICS, account_snapshot, round_metrics, run_metrics
@@ -127,6 +129,8 @@ def run_experiment(config: ScenarioConfig, *, policies: Sequence[str], seeds: Se
     rounds.to_parquet(out / "rounds.parquet", index=False)
     accounts.to_parquet(out / "accounts.parquet", index=False)
     runs.to_parquet(out / "runs.parquet", index=False)
+    plot_rounds(rounds, out / "rounds.png", title=f"{config.id} {config.title} ({config.preset}, {len(seeds)} seed(s))",
+                burn_in=config.run.burn_in)
     summary.to_csv(out / "summary.csv", index=False)
     parts = [r.impressions_part for r in results if r.impressions_part is not None]
     impression_rows = imp.merge_parts(parts, out / "impressions.parquet")
@@ -194,7 +198,7 @@ def build_manifest(config: ScenarioConfig, *, policies: Sequence[str], seeds: Se
         "platform": platform.platform(),
         "packages": package_versions(),
         "outputs": {"rounds": "rounds.parquet", "accounts": "accounts.parquet", "runs": "runs.parquet",
-                    "summary": "summary.csv", "impressions": "impressions.parquet",
+                    "summary": "summary.csv", "plot": "rounds.png", "impressions": "impressions.parquet",
                     "impression_rows": impression_rows},
         "config": config.to_dict(),
     }

@@ -9,7 +9,7 @@ policy may see.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 from numpy.typing import NDArray
@@ -42,12 +42,12 @@ def _grown(array: NDArray[np.generic], capacity: int, fill: float | int | bool) 
 @dataclass
 class Users:
     taste: F64  # (U, d) unit vectors
-    cluster: I64  # (U,) taste cluster
     activity: F64  # (U,) daily activity probability
     price_sensitivity: F64  # (U,)
     patience: F64  # (U,)
     dormant_until: I64  # (U,) first round the user may be active again
     seen: I64  # (U, H) ring buffer of recently seen content roots, -1 empty
+    seen_items: I64  # (U, H) the item ids of those impressions (retrieval filters them out)
     seen_next: I64  # (U,) next ring-buffer slot
 
     @property
@@ -133,7 +133,7 @@ class Accounts:
     def alive(self) -> B:
         return self.died[: self.n] < 0
 
-    def add(self, rounds: int, **columns: NDArray[np.generic]) -> I64:
+    def add(self, **columns: NDArray[np.generic]) -> I64:
         count = len(columns["type"])
         needed = self.n + count
         if needed > len(self.type):
@@ -215,7 +215,6 @@ class Items:
 @dataclass
 class Detector:
     recall: float
-    history: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -79,16 +79,14 @@ class RoundRecord:
     retrieved: Retrieved
     slate: Slate
     shown: I64  # (R, K) item rows (into the item arrays of this round)
-    shown_ids: I64  # (R, K) global item ids
     observation: Observation
     responses: users.Responses
     user_value: F64  # (R,)
-    exposure_weight: F64  # (K,) examination per slot
     item_exposure: F64  # (N,) this round, per live item row (rows valid until the next round starts)
     account_impressions: F64  # (A,) this round
     account_exposure: F64  # (A,) this round
     entrants: I64  # account ids
-    audit_miss_share: float | None
+    audit_miss_share: float  # share of live duplicates the audit found undetected; NaN between audits
 
 
 def play_round(world: World, config: ScenarioConfig, policy: Policy, streams: Streams) -> RoundRecord:
@@ -97,10 +95,10 @@ def play_round(world: World, config: ScenarioConfig, policy: Policy, streams: St
 
     # 1. Production: new items, expired items leave the pool.
     creators.expire_items(world, config, t)
-    counts = streams.at("production", t).poisson(np.where(acc.alive, acc.production_rate[: acc.n], 0.0))
+    production_rng = streams.at("production", t)
+    counts = production_rng.poisson(np.where(acc.alive, acc.production_rate[: acc.n], 0.0))
     n_before = items.n
-    costs = creators.produce(world, config, counts.astype(np.int64), np.full(acc.n, t, np.int64),
-                             streams.at("production", t))
+    costs = creators.produce(world, config, counts.astype(np.int64), np.full(acc.n, t, np.int64), production_rng)
     items = world.items
     new = np.arange(n_before, items.n)
     duplicates = items.is_copy[new] | (acc.type[items.account[new]] == MATRIX)
@@ -109,7 +107,9 @@ def play_round(world: World, config: ScenarioConfig, policy: Policy, streams: St
     # 2. Requests and retrieval (identical for every policy).
     user_rng = streams.at("users", t)
     active = users.active_users(world.users, t, user_rng.random(world.users.n))
-    response_uniforms = user_rng.random((world.users.n, config.ranking.slots, users.RESPONSE_UNIFORMS))
+    # Drawn for every user and slot before the policy acts: the same per (user, slot) whatever is shown.
+    response_uniforms = streams.at("responses", t).random((world.users.n, config.ranking.slots,
+                                                           users.RESPONSE_UNIFORMS))
     retrieved = retrieve(world, config, active, streams.at("retrieval", t))
 
     # 3. Ranking: the policy sees the observable view only (the oracle also gets the truth).
@@ -123,7 +123,7 @@ def play_round(world: World, config: ScenarioConfig, policy: Policy, streams: St
 
     # 4. Users respond, position-biased.
     responses = users.respond(world, config, active, shown, shown_affinity, response_uniforms[active, :k])
-    users.remember(world.users, active, items.root[shown])
+    users.remember(world.users, active, items.root[shown], items.id[shown])
 
     # 5. Churn.
     user_value = users.churn(world.users, config, active, responses, t, streams.at("churn", t))
@@ -167,14 +167,14 @@ def play_round(world: World, config: ScenarioConfig, policy: Policy, streams: St
     adv_rng = streams.at("adversaries", t)
     if config.adversaries.adaptive and (t + 1) % config.adversaries.update_every == 0:
         adversaries.update_strategies(world, config, t, adv_rng)
-    audit = None
+    audit = float("nan")
     if (t + 1) % config.detector.retrain_every == 0:
         audit = adversaries.retrain(world, config, streams.at("detector", t))
 
     world.round = t + 1
     return RoundRecord(
-        round=t, retrieved=retrieved, slate=slate, shown=shown, shown_ids=items.id[shown], observation=observation,
-        responses=responses, user_value=user_value, exposure_weight=weight, item_exposure=item_exposure,
+        round=t, retrieved=retrieved, slate=slate, shown=shown, observation=observation,
+        responses=responses, user_value=user_value, item_exposure=item_exposure,
         account_impressions=impressions, account_exposure=exposure, entrants=entrants, audit_miss_share=audit,
     )
 

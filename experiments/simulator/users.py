@@ -18,11 +18,12 @@ def initial_users(config: ScenarioConfig, centres: F64, rng: np.random.Generator
     cluster = rng.integers(0, cfg.taste_clusters, size=cfg.n_users)
     taste = unit_rows(centres[cluster] + cfg.taste_spread * rng.standard_normal((cfg.n_users, cfg.dim)))
     return Users(
-        taste=taste, cluster=cluster.astype(np.int64),
+        taste=taste,
         activity=rng.beta(cfg.activity_alpha, cfg.activity_beta, cfg.n_users),
         price_sensitivity=rng.lognormal(0.0, cfg.price_sensitivity_sigma, cfg.n_users),
         patience=np.full(cfg.n_users, cfg.patience), dormant_until=np.zeros(cfg.n_users, np.int64),
-        seen=np.full((cfg.n_users, cfg.seen_memory), -1, np.int64), seen_next=np.zeros(cfg.n_users, np.int64),
+        seen=np.full((cfg.n_users, cfg.seen_memory), -1, np.int64),
+        seen_items=np.full((cfg.n_users, cfg.seen_memory), -1, np.int64), seen_next=np.zeros(cfg.n_users, np.int64),
     )
 
 
@@ -111,12 +112,13 @@ def seen_before(users: Users, user: I64, roots: I64) -> B:
     return remembered | in_slate
 
 
-def remember(users: Users, user: I64, roots: I64) -> None:
-    """Push the shown contents into each user's ring buffer of recently seen roots."""
+def remember(users: Users, user: I64, roots: I64, item_ids: I64) -> None:
+    """Push the shown contents (roots) and items (ids) into each user's ring buffers of recent impressions."""
     memory = users.seen.shape[1]
     slots = roots.shape[1]
     position = (users.seen_next[user][:, None] + np.arange(slots)[None, :]) % memory
     users.seen[user[:, None], position] = roots
+    users.seen_items[user[:, None], position] = item_ids
     users.seen_next[user] = (users.seen_next[user] + slots) % memory
 
 

@@ -74,3 +74,22 @@ def test_only_the_oracle_uses_ground_truth(tiny: Callable[..., ScenarioConfig]) 
 def test_unknown_policy_lists_the_known_ones(tiny: Callable[..., ScenarioConfig]) -> None:
     with pytest.raises(ConfigError, match=r"unknown policy 'p9'.*'explore', 'oracle', 'p0', 'p1', 'random'"):
         make_policy("p9", tiny())
+
+
+def test_history_weight_lifts_creators_with_a_better_gmv_record(round_zero) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from experiments.policies.estimates import estimate_heads
+
+    config, _, _, obs = round_zero
+    cand = obs.candidates
+    impressions = np.full(cand.shape, 1000.0)
+    gmv = np.where(cand.account % 2 == 0, 3000.0, 1000.0)  # even accounts sell three times as much per impression
+    with_record = dataclasses.replace(cand, account_impressions=impressions, account_gmv=gmv)
+    weighted = config.model_copy(update={"policies": config.policies.model_copy(update={"history_weight": 1.0})})
+    plain = estimate_heads(with_record, config).gmv
+    lifted = estimate_heads(with_record, weighted).gmv
+    ratio = lifted / plain
+    assert np.all(ratio[cand.account % 2 == 0] > 1.0)
+    assert np.all(ratio[cand.account % 2 == 1] < 1.0)
+    assert np.allclose(estimate_heads(cand, config).gmv, plain)  # weight 0: history is ignored

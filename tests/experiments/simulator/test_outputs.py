@@ -22,7 +22,10 @@ ROUND_COLUMNS = {"policy", "seed", "round", "gmv", "complaints_per_purchase", "c
 def test_run_folder_holds_every_output(tiny_experiment: Experiment) -> None:
     names = {p.name for p in tiny_experiment.out.iterdir()}
     assert names == {"manifest.json", "rounds.parquet", "accounts.parquet", "runs.parquet", "summary.csv",
-                     "impressions.parquet"}
+                     "rounds.png", "impressions.parquet"}
+    png = (tiny_experiment.out / "rounds.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert len(png) > 20_000  # a real, non-empty figure
 
 
 def test_manifest_records_config_seeds_versions_and_sha(tiny_experiment: Experiment) -> None:

@@ -31,20 +31,23 @@ def _experiment(tmp_path: Path, scenario: str, policies: list[str],
 @pytest.mark.slow
 def test_s0_control_lock_in_differences_vanish(tmp_path: Path) -> None:
     runs, _ = _experiment(tmp_path, "S0", ["p0", "p1", "random"], [*QUARTER, "run.rounds=100"])
-    trends = runs["gini_trend"]
-    assert trends.abs().max() < 0.05, trends.to_dict()
-    assert trends.max() - trends.min() < 0.05, trends.to_dict()
+    for metric in ("gini_trend", "gini_panel_trend"):
+        trends = runs[metric]
+        assert trends.abs().max() < 0.05, (metric, trends.to_dict())
+        assert trends.max() - trends.min() < 0.05, (metric, trends.to_dict())
 
 
 @pytest.mark.slow
-def test_s1_gmv_only_gini_grows_and_locks_newcomers_out(tmp_path: Path) -> None:
-    runs, rounds = _experiment(tmp_path, "S1", ["p0", "random"], HALF)
-    assert runs.loc["p0", "gini_trend"] > 0.02
-    assert runs.loc["p0", "gini_trend"] > runs.loc["random", "gini_trend"] + 0.03
-    assert runs.loc["p0", "newcomer_survival"] < 0.5 * runs.loc["random", "newcomer_survival"]
-    late = rounds[(rounds.policy == "p0") & (rounds["round"] >= 150)]["gini_account"].mean()
-    early = rounds[(rounds.policy == "p0") & rounds["round"].between(40, 90)]["gini_account"].mean()
-    assert late > early
+def test_s1_gmv_only_locks_exposure_in(tmp_path: Path) -> None:
+    """Following the creators present after burn-in, GMV-only ranking concentrates their exposure over time
+    (winners keep it, the rest starve and leave) far more than random ranking; newcomers rarely make it."""
+    runs, _ = _experiment(tmp_path, "S1", ["p0", "random"], HALF)
+    p0, uniform = runs.loc["p0"], runs.loc["random"]
+    assert p0["gini_panel_trend"] > 0.05
+    assert p0["gini_panel_trend"] > uniform["gini_panel_trend"] + 0.03
+    assert p0["gini_account"] > uniform["gini_account"] + 0.15
+    assert p0["newcomer_survival"] < uniform["newcomer_survival"]
+    assert p0["accounts_final"] < 0.5 * uniform["accounts_final"]
 
 
 @pytest.mark.slow

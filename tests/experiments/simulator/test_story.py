@@ -102,3 +102,24 @@ def test_a_broken_policy_gets_a_clear_error(tiny: Callable[..., ScenarioConfig])
 
     with pytest.raises(ValueError, match="placed the same candidate in two slots"):
         play_round(initial_world(config, Streams(0)), config, Broken(), Streams(0))  # type: ignore[arg-type]
+
+
+def test_cluster_key_groups_detected_operators_and_isolates_the_rest() -> None:
+    history = AccountHistory(*(np.zeros(4) for _ in range(10)), operator_cluster=np.array([7, -1, 7, -1]))
+    keys = history.cluster_key()
+    assert keys[0] == keys[2] == 7
+    assert len({int(k) for k in keys}) == 3
+    assert keys[1] < 0
+    assert keys[3] < 0
+
+
+def test_cluster_exposure_sums_detected_clusters() -> None:
+    history = AccountHistory(*(np.zeros(4) for _ in range(4)), exposure=np.array([1.0, 2.0, 3.0, 4.0]),
+                             recent_exposure=np.array([0.5, 0.0, 0.5, 1.0]), clicks=np.zeros(4),
+                             purchases=np.zeros(4), complaints=np.zeros(4), gmv=np.zeros(4),
+                             operator_cluster=np.array([7, -1, 7, -1]))
+    keys, exposure, index = history.cluster_exposure()
+    assert dict(zip(keys.tolist(), exposure.tolist(), strict=True)) == {-4: 4.0, -2: 2.0, 7: 4.0}
+    assert np.array_equal(keys[index], history.cluster_key())
+    _, recent, _ = history.cluster_exposure(recent=True)
+    assert sorted(recent.tolist()) == [0.0, 1.0, 1.0]

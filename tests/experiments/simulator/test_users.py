@@ -17,7 +17,7 @@ def test_examination_is_one_over_log2_of_position_plus_one() -> None:
 def test_duplicates_are_detected_in_memory_and_within_the_slate(tiny: Callable[..., ScenarioConfig]) -> None:
     world = initial_world(tiny("S1"), Streams(0))
     who = np.array([0, 1])
-    users.remember(world.users, who, np.array([[7, 8, 9], [1, 2, 3]]))
+    users.remember(world.users, who, np.array([[7, 8, 9], [1, 2, 3]]), np.array([[70, 80, 90], [10, 20, 30]]))
     roots = np.array([[9, 4, 4], [5, 6, 5]])
     assert users.seen_before(world.users, who, roots).tolist() == [[True, False, True], [False, False, True]]
 
@@ -26,9 +26,10 @@ def test_memory_is_a_ring_buffer(tiny: Callable[..., ScenarioConfig]) -> None:
     config = tiny("S1", "users.seen_memory=4")
     world = initial_world(config, Streams(0))
     who = np.array([3])
-    users.remember(world.users, who, np.array([[1, 2, 3]]))
-    users.remember(world.users, who, np.array([[4, 5, 6]]))
+    users.remember(world.users, who, np.array([[1, 2, 3]]), np.array([[11, 12, 13]]))
+    users.remember(world.users, who, np.array([[4, 5, 6]]), np.array([[14, 15, 16]]))
     assert sorted(world.users.seen[3].tolist()) == [3, 4, 5, 6]
+    assert sorted(world.users.seen_items[3].tolist()) == [13, 14, 15, 16]
 
 
 def test_position_bias_lowers_click_rates_down_the_slate(tiny: Callable[..., ScenarioConfig]) -> None:
