@@ -21,6 +21,7 @@ from pathlib import Path
 from experiments.config import ConfigError, available_presets, list_scenarios, load_scenario
 
 EXIT_USAGE = 2
+MIN_SEEDS_FOR_CIS = 5
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,6 +120,9 @@ def _simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print("cells: mean over seeds, then the difference from the reference [paired bootstrap 95% CI]; "
               "(+) higher is better, (-) lower is better")
         print(experiment.table)
+        if len(seeds) < MIN_SEEDS_FOR_CIS:
+            print(f"note: {len(seeds)} seed(s); bootstrap CIs over fewer than {MIN_SEEDS_FOR_CIS} seeds are not "
+                  "informative (use --seeds 10 for evidence)")
         print(f"\nwrote {out}/ (manifest.json, rounds.parquet, accounts.parquet, runs.parquet, summary.csv, "
               "rounds.png, impressions.parquet)")
     return 0

@@ -238,7 +238,8 @@ class PoliciesConfig(_Section):
         description="Exponent of the creator track-record multiplier on estimated GMV (0 = ignore history).")
     history_prior_impressions: NonNegativeFloat = Field(
         description="Pseudo-impressions shrinking a creator's GMV per impression toward the population rate.")
-    complaint_prior: Probability = Field(description="Complaints per purchase assumed for a creator with no history.")
+    complaint_prior: Probability = Field(
+        description="Complaints per purchase assumed before any purchase was observed (then: the population rate).")
     detected_risk: Probability = Field(description="Risk estimate of a detected duplicate or operator-cluster member.")
     explore_temperature: PositiveFloat = Field(description="Plackett-Luce temperature of the logging policy.")
 

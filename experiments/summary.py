@@ -89,11 +89,13 @@ def format_table(summary: pd.DataFrame, *, reference: str, direction: Mapping[st
 
 
 def _number(value: float) -> str:
+    """Three significant digits, with k/M/G suffixes: the table is for reading, summary.csv for precision."""
     if not np.isfinite(value):
         return "n/a"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.4g}"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{suffix}"
+    return f"{value:.3g}"
 
 
 def _signed(value: float) -> str:

@@ -4,8 +4,8 @@ The four heads of ecorank (expected GMV, prosperity, risk, complaint) estimated 
 the top slot from what a policy may see. Click, purchase and engagement use the simulator's response
 model structure fed with *observable, noisy* inputs (the quality signal instead of true quality, no
 gaming, the average price sensitivity): a well-specified model that still cannot see hidden state.
-Complaint rates are the creator's own empirical rates shrunk toward a prior, so they are learned from
-the policy's own impressions (Chaney et al.'s confounded loop, on purpose). Risk comes from the
+Complaint rates are the creator's own empirical rates shrunk toward the population rate, so they are
+learned from the policy's own impressions (Chaney et al.'s confounded loop, on purpose). Risk comes from the
 originality score and detected duplicate or operator clusters.
 """
 
@@ -45,8 +45,12 @@ def estimate_heads(candidates: Candidates, config: ScenarioConfig) -> HeadEstima
     p_purchase = _sigmoid(r.purchase_intercept + r.purchase_quality * q + r.purchase_affinity * c.affinity
                           - (np.log(c.price) - r.price_reference))
     p_engage = _sigmoid(r.engage_intercept + r.engage_quality * q + r.engage_affinity * c.affinity)
+    # Empirical Bayes: a creator's complaints per purchase shrunk toward the rate over all candidates,
+    # so a newcomer starts at the population average (the configured prior only before any purchase).
+    purchases = float(c.account_purchases.sum())
+    prior = float(c.account_complaints.sum()) / purchases if purchases > 0 else config.policies.complaint_prior
     k = config.policies.prior_strength
-    complaint_rate = (c.account_complaints + k * config.policies.complaint_prior) / (c.account_purchases + k)
+    complaint_rate = (c.account_complaints + k * prior) / (c.account_purchases + k)
     detected = (c.dup_cluster >= 0) | (c.operator_cluster >= 0)
     risk = np.maximum(1.0 - c.originality, np.where(detected, config.policies.detected_risk, 0.0))
     # Track record: the creator's GMV per impression, shrunk toward the rate over all candidates.

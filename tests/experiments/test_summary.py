@@ -35,3 +35,10 @@ def test_summarize_pairs_by_seed() -> None:
     assert "a (ref)" in table
     assert "+2 [" in table
     assert "gmv (+)" in table
+
+
+def test_table_numbers_are_compact() -> None:
+    from experiments.summary import _number
+
+    assert [_number(v) for v in (28_440_100.0, 177_751.0, 5.184, 0.02017, -1234.5, float("nan"))] == [
+        "28.4M", "178k", "5.18", "0.0202", "-1.23k", "n/a"]

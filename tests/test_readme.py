@@ -1,0 +1,36 @@
+"""The README's Quick start stays runnable: exactly two commands, the first parses as a valid CLI call."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from experiments.cli import build_parser
+from experiments.config import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def quick_start_commands() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block is not None
+    return [line for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_quick_start_has_exactly_two_commands_main_job_then_tests() -> None:
+    first, second = quick_start_commands()
+    assert first.startswith("pip install -e . && ecorank simulate ")
+    assert second == 'pip install -e ".[test]" && pytest'
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "grep -m1 -E '^pip install -e \"\\.\\[test\\]\" && pytest' README.md" in ci
+
+
+def test_quick_start_main_job_is_a_valid_simulate_call() -> None:
+    first, _ = quick_start_commands()
+    argv = shlex.split(first.split("&&", 1)[1])[1:]  # drop "ecorank"
+    args = build_parser().parse_args(argv)
+    assert args.command == "simulate"
+    load_scenario(args.scenario, preset=args.preset, overrides=args.overrides)  # raises if invalid
