@@ -129,17 +129,18 @@ def play_round(world: World, config: ScenarioConfig, policy: Policy, streams: St
     user_value = users.churn(world.users, config, active, responses, t, streams.at("churn", t))
 
     # Book-keeping per account: impressions, exposure and outcomes.
-    weight = users.examination(k)
-    owner = items.account[shown]
     n = acc.n
-    impressions = np.bincount(owner.ravel(), minlength=n).astype(float)
-    # Weighted bincounts are float64 at runtime; numpy's stubs type bincount as intp, hence the no-copy astype.
-    exposure = np.bincount(owner.ravel(), weights=np.broadcast_to(weight, shown.shape).ravel(),
-                           minlength=n).astype(np.float64, copy=False)
-    clicks = np.bincount(owner.ravel(), weights=responses.click.ravel(), minlength=n)
-    purchases = np.bincount(owner.ravel(), weights=responses.purchase.ravel(), minlength=n)
-    complaints = np.bincount(owner.ravel(), weights=responses.complaint.ravel(), minlength=n)
-    gmv = np.bincount(owner.ravel(), weights=responses.gmv.ravel(), minlength=n).astype(np.float64, copy=False)
+    owner = items.account[shown].ravel()
+    slot_weight = np.broadcast_to(users.examination(k), shown.shape).ravel()  # (R * K,) examination
+
+    def per_account(values: np.ndarray) -> F64:
+        # Weighted bincounts are float64 at runtime; numpy's stubs say intp, hence the no-copy astype.
+        return np.bincount(owner, weights=values.ravel(), minlength=n).astype(np.float64, copy=False)
+
+    impressions = per_account(np.ones(shown.size))
+    exposure = per_account(slot_weight)
+    clicks, purchases = per_account(responses.click), per_account(responses.purchase)
+    complaints, gmv = per_account(responses.complaint), per_account(responses.gmv)
     acc.impressions[:n] += impressions
     acc.exposure[:n] += exposure
     acc.clicks[:n] += clicks
@@ -148,8 +149,7 @@ def play_round(world: World, config: ScenarioConfig, policy: Policy, streams: St
     acc.gmv[:n] += gmv
     acc.impressions_hist[:n, t] = impressions
     acc.exposure_hist[:n, t] = exposure
-    item_exposure = np.bincount(shown.ravel(), weights=np.broadcast_to(weight, shown.shape).ravel(),
-                                minlength=items.n).astype(np.float64, copy=False)
+    item_exposure = np.bincount(shown.ravel(), weights=slot_weight, minlength=items.n).astype(np.float64, copy=False)
     items.recent_exposure = config.items.recent_exposure_decay * items.recent_exposure + item_exposure
 
     # 6. Popularity feedback: the rich-get-richer loop.
@@ -164,9 +164,8 @@ def play_round(world: World, config: ScenarioConfig, policy: Policy, streams: St
     entrants = creators.enter(world, config, t, streams.at("entry", t))
 
     # 9. Adversaries adapt; the detector is retrained on schedule.
-    adv_rng = streams.at("adversaries", t)
     if config.adversaries.adaptive and (t + 1) % config.adversaries.update_every == 0:
-        adversaries.update_strategies(world, config, t, adv_rng)
+        adversaries.update_strategies(world, config, t, streams.at("adversaries", t))
     audit = float("nan")
     if (t + 1) % config.detector.retrain_every == 0:
         audit = adversaries.retrain(world, config, streams.at("detector", t))
