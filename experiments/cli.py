@@ -4,6 +4,8 @@
     ecorank scenarios                      # list built-in scenarios
     ecorank policies                       # list simulator policies
     ecorank config --scenario S1 --preset tiny --set users.n_users=300   # print the resolved config
+    ecorank train --data runs/X/impressions.parquet --model mmoe --out bundles/mmoe   # multi-task model
+    ecorank evaluate --bundle bundles/mmoe --data runs/Y/impressions.parquet [--json]
 
 Bad arguments or configs print one clear message naming the bad value and the allowed ones and
 exit with code 2, without a traceback.
@@ -15,10 +17,11 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from experiments.config import ConfigError, available_presets, list_scenarios, load_scenario
+from experiments.config import ConfigError, available_presets, list_scenarios, load_scenario, parse_overrides
 
 EXIT_USAGE = 2
 MIN_SEEDS_FOR_CIS = 5
@@ -57,6 +60,35 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
     sim.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
 
+    train = commands.add_parser("train", help="train a multi-task model on impressions and write a bundle")
+    train.add_argument("--data", required=True, type=Path,
+                       help="Parquet file or folder, or CSV file (e.g. a simulate run's impressions.parquet)")
+    train.add_argument("--schema", default="ecorank",
+                       help="built-in schema (ecorank, census_income, ali_ccp) or a .toml file (default: %(default)s)")
+    train.add_argument("--model", default="mmoe", choices=("shared_bottom", "mmoe", "ple"),
+                       help="architecture (default: %(default)s)")
+    train.add_argument("--out", required=True, type=Path, help="bundle folder to write")
+    train.add_argument("--epochs", type=_positive_int, default=20)
+    train.add_argument("--batch-size", type=_positive_int, default=1024)
+    train.add_argument("--lr", type=float, default=3e-3)
+    train.add_argument("--task-weighting", choices=("equal", "fixed", "uncertainty"), default="equal")
+    train.add_argument("--task-weight", dest="task_weights", action="append", default=[], metavar="HEAD=W",
+                       help="fixed task weight (repeatable; with --task-weighting fixed)")
+    train.add_argument("--monitor", default="loss",
+                       help="validation quantity for early stopping: loss or HEAD.METRIC, e.g. risk.auc")
+    train.add_argument("--patience", type=_positive_int, default=3)
+    train.add_argument("--calibration", choices=("isotonic", "temperature", "none"), default="isotonic")
+    train.add_argument("--model-set", dest="model_overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="architecture override, e.g. --model-set n_experts=8 --model-set expert_hidden=[128,64]")
+    train.add_argument("--seed", type=_non_negative_int, default=0)
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="per-head metrics of a bundle on labelled data")
+    evaluate.add_argument("--bundle", required=True, type=Path)
+    evaluate.add_argument("--data", required=True, type=Path)
+    evaluate.add_argument("--uncalibrated", action="store_true", help="score the raw (uncalibrated) probabilities")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
     commands.add_parser("scenarios", help="list the built-in scenarios")
     commands.add_parser("policies", help="list the simulator policies")
     show = commands.add_parser("config", help="print a resolved, validated scenario config as JSON")
@@ -70,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return _simulate(args, parser)
+        if args.command in ("train", "evaluate"):
+            return _train(args) if args.command == "train" else _evaluate(args)
         if args.command == "scenarios":
             for row in list_scenarios():
                 print(f"{row['id']:<4} {row['name']:<16} {row['title']}")
@@ -126,6 +160,73 @@ def _simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         print(f"\nwrote {out}/ (manifest.json, rounds.parquet, accounts.parquet, runs.parquet, summary.csv, "
               "rounds.png, impressions.parquet)")
     return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mtl.schema import load_schema
+    from mtl.train import train_bundle
+    from mtl.trainer import TrainConfig
+
+    with _as_usage_errors():
+        schema = load_schema(args.schema)
+        weights = parse_overrides(args.task_weights)
+        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                             task_weighting=args.task_weighting,
+                             task_weights=tuple((k, float(v)) for k, v in weights.items()),
+                             monitor=args.monitor, patience=args.patience, seed=args.seed)
+        bundle = train_bundle(data=args.data, schema=schema, model_name=args.model, out=args.out, config=config,
+                              model_overrides=parse_overrides(args.model_overrides), calibration=args.calibration,
+                              progress=not args.quiet)
+    print(f"trained {args.model} on {args.data} (schema {schema.name}); best epoch {bundle.metrics['best_epoch']} "
+          f"of {bundle.metrics['epochs_run']}; bundle {args.out} version {bundle.version}")
+    print("test split, calibrated:")
+    print(_metrics_table(bundle.metrics["test"]))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from mtl.bundle import load_bundle
+    from mtl.data import read_table, validate
+    from mtl.train import evaluate_bundle
+
+    with _as_usage_errors():
+        bundle = load_bundle(args.bundle)
+        table = read_table(args.data, schema=bundle.schema)
+        validate(table, bundle.schema, source=str(args.data))
+        metrics = evaluate_bundle(bundle, table, calibrated=not args.uncalibrated)
+    if args.json:
+        print(json.dumps({"bundle": str(args.bundle), "version": bundle.version, "data": str(args.data),
+                          "calibrated": not args.uncalibrated, "metrics": metrics}))
+    else:
+        print(f"bundle {args.bundle} (version {bundle.version}) on {args.data}, "
+              f"{'uncalibrated' if args.uncalibrated else 'calibrated'}:")
+        print(_metrics_table(metrics))
+    return 0
+
+
+def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
+    """Heads as rows, metrics as columns (blank where a metric does not apply to the head's kind)."""
+    columns = list(dict.fromkeys(name for values in metrics.values() for name in values))
+    rows = [["head", *columns]]
+    for head, values in metrics.items():
+        rows.append([head, *(f"{values[c]:.4g}" if c in values else "" for c in columns)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+@contextmanager
+def _as_usage_errors() -> Iterator[None]:
+    """Bad schema, data, bundle or settings: one clear line and exit code 2 (no traceback)."""
+    from mtl.bundle import BundleError
+    from mtl.data import DataError
+    from mtl.schema import SchemaError
+
+    try:
+        yield
+    except (SchemaError, DataError, BundleError) as err:
+        raise ConfigError(str(err)) from None
+    except ValueError as err:  # settings rejected by TrainConfig, build_model or the split
+        raise ConfigError(str(err)) from None
 
 
 def _positive_int(text: str) -> int:

@@ -81,13 +81,15 @@ class EncodedBatch:
 # Reading
 
 
-def read_table(source: Source, *, schema: Schema | None = None) -> pa.Table:
+def read_table(source: Source, *, schema: Schema | None = None, features_only: bool = False) -> pa.Table:
     """Read a Parquet file, a folder of Parquet files, a CSV file, a DataFrame, a dict of arrays or a Table.
 
     With a schema, only its columns are returned (in `schema.columns()` order), a missing column fails
     here with the full list of what the source holds, and CSV columns of hashed / vocabulary features
-    are read as strings (so "007" stays "007").
+    are read as strings (so "007" stays "007"). `features_only` reads just the feature columns (for
+    prediction, where there are no labels).
     """
+    columns = (schema.feature_columns() if features_only else schema.columns()) if schema else []
     label = _describe(source)
     if isinstance(source, pa.Table):
         table = source
@@ -102,18 +104,18 @@ def read_table(source: Source, *, schema: Schema | None = None) -> pa.Table:
             raise DataError([f"received a dict that pyarrow cannot turn into a table ({err}); expected equal-length "
                              "1-d arrays or lists, one per column"], source=label) from None
     elif isinstance(source, str | Path):
-        return _read_path(Path(source), schema)
+        return _read_path(Path(source), schema, columns)
     else:
         raise DataError([f"received {type(source).__name__}; expected a path to a Parquet file, a folder of Parquet "
                          "files or a CSV file, a pandas DataFrame, a dict of numpy arrays or a pyarrow Table"],
                         source="read_table")
     if schema is None:
         return table
-    _check_columns(table.column_names, schema, source=label)
-    return table.select(schema.columns())
+    _check_columns(table.column_names, columns, schema, source=label)
+    return table.select(columns)
 
 
-def _read_path(path: Path, schema: Schema | None) -> pa.Table:
+def _read_path(path: Path, schema: Schema | None, columns: list[str]) -> pa.Table:
     label = str(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix in PARQUET_SUFFIXES)
@@ -123,23 +125,23 @@ def _read_path(path: Path, schema: Schema | None) -> pa.Table:
         dataset = pads.dataset([str(f) for f in files], format="parquet")
         if schema is None:
             return dataset.to_table()
-        _check_columns(dataset.schema.names, schema, source=label)
-        return dataset.to_table(columns=schema.columns())
+        _check_columns(dataset.schema.names, columns, schema, source=label)
+        return dataset.to_table(columns=columns)
     if not path.is_file():
         raise DataError(["file not found; expected an existing Parquet file, Parquet folder or CSV file"], source=label)
     suffix = path.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
         if schema is None:
             return pq.read_table(path)
-        _check_columns(pq.read_schema(path).names, schema, source=label)
-        return pq.read_table(path, columns=schema.columns())
+        _check_columns(pq.read_schema(path).names, columns, schema, source=label)
+        return pq.read_table(path, columns=columns)
     if suffix in CSV_SUFFIXES:
         as_text = {c.name: pa.string() for c in (schema.categorical if schema else ()) if c.encoding != "integer"}
         table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(column_types=as_text))
         if schema is None:
             return table
-        _check_columns(table.column_names, schema, source=label)
-        return table.select(schema.columns())
+        _check_columns(table.column_names, columns, schema, source=label)
+        return table.select(columns)
     raise DataError([f"received a file with suffix {suffix!r}; expected one of "
                      f"{[*PARQUET_SUFFIXES, *CSV_SUFFIXES]}. Fix: convert it to Parquet or CSV"], source=label)
 
@@ -161,15 +163,18 @@ def validate(table: pa.Table, schema: Schema, *, source: str = "table") -> None:
         raise DataError(problems, source=source)
 
 
-def _problems(table: pa.Table, schema: Schema, *, include_group: bool) -> list[str]:
-    required = schema.columns() if include_group else schema.feature_columns() + schema.label_columns()
+def _problems(table: pa.Table, schema: Schema, *, include_group: bool, include_labels: bool = True) -> list[str]:
+    if not include_labels:
+        required = schema.feature_columns()
+    else:
+        required = schema.columns() if include_group else schema.feature_columns() + schema.label_columns()
     problems = _missing_columns(table.column_names, required, schema)
     present = set(table.column_names)
     problems += _dense_problems(table, schema)
     for feature in schema.categorical:
         if feature.name in present:
             problems += _categorical_problems(table.column(feature.name), feature)
-    for head in schema.head_configs:
+    for head in schema.head_configs if include_labels else ():
         if head.label not in present:
             continue
         role = f"label {head.label!r} of head {head.name!r} ({head.kind})"
@@ -244,8 +249,8 @@ def _missing_columns(available: Sequence[str], required: Sequence[str], schema: 
             f"{schema.name!r} names, received columns {shown}. Fix: rename the columns or change the schema"]
 
 
-def _check_columns(available: Sequence[str], schema: Schema, *, source: str) -> None:
-    problems = _missing_columns(available, schema.columns(), schema)
+def _check_columns(available: Sequence[str], required: Sequence[str], schema: Schema, *, source: str) -> None:
+    problems = _missing_columns(available, required, schema)
     if problems:
         raise DataError(problems, source=source)
 
@@ -413,18 +418,28 @@ def encode(table: pa.Table, schema: Schema, stats: FeatureStats, *, check: bool 
         problems = _problems(table, schema, include_group=False)
         if problems:
             raise DataError(problems, source="encode")
-    stats.check(schema)
-    dense = (_dense_matrix(table, schema) - np.asarray(stats.mean)) / np.asarray(stats.std)  # (N, n_dense)
-    ids = [categorical_ids(table.column(c.name), c) for c in schema.categorical]
-    categorical = np.stack(ids, axis=1) if ids else np.zeros((table.num_rows, 0), dtype=np.int64)  # (N, n_cat)
+    dense, categorical = encode_features(table, schema, stats, check=False)
     labels = {h.name: torch.from_numpy(_float64(table.column(h.label)).astype(np.float32))
               for h in schema.head_configs}
     masks = {h.name: (torch.from_numpy(_float64(table.column(h.mask)) > 0) if h.mask
                       else torch.ones(table.num_rows, dtype=torch.bool))
              for h in schema.head_configs}
-    return EncodedBatch(dense=torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32)),
-                        categorical=torch.from_numpy(np.ascontiguousarray(categorical, dtype=np.int64)),
-                        labels=labels, masks=masks)
+    return EncodedBatch(dense=dense, categorical=categorical, labels=labels, masks=masks)
+
+
+def encode_features(table: pa.Table, schema: Schema, stats: FeatureStats, *,
+                    check: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Model inputs only (no labels needed): dense (N, n_dense) float32, categorical (N, n_cat) int64."""
+    if check:
+        problems = _problems(table, schema, include_group=False, include_labels=False)
+        if problems:
+            raise DataError(problems, source="encode_features")
+    stats.check(schema)
+    dense = (_dense_matrix(table, schema) - np.asarray(stats.mean)) / np.asarray(stats.std)  # (N, n_dense)
+    ids = [categorical_ids(table.column(c.name), c) for c in schema.categorical]
+    categorical = np.stack(ids, axis=1) if ids else np.zeros((table.num_rows, 0), dtype=np.int64)  # (N, n_cat)
+    return (torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(categorical, dtype=np.int64)))
 
 
 def categorical_ids(column: pa.ChunkedArray | pa.Array, feature: CategoricalFeature) -> NDArray[np.int64]:

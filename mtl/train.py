@@ -1,0 +1,95 @@
+"""One training job, data to bundle: read, validate, split by group, standardize, train, calibrate, evaluate, save.
+
+This is what `ecorank train` runs; the pieces live in data.py, trainer.py, calibration.py and bundle.py.
+Calibration is fitted on the validation split and judged on the held-out test split, which neither
+training nor calibration saw.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from mtl.bundle import Bundle, save_bundle
+from mtl.calibration import CalibrationMethod, Calibrator, fit_calibrator
+from mtl.data import FeatureStats, Source, encode, read_table, split_by_group, validate
+from mtl.metrics import evaluate_heads
+from mtl.models import build_model
+from mtl.schema import Schema
+from mtl.trainer import TrainConfig, Trainer
+
+METRICS_FILE = "metrics.json"
+
+
+def train_bundle(*, data: Source, schema: Schema, model_name: str, out: Path, config: TrainConfig,
+                 model_overrides: Mapping[str, Any] | None = None, calibration: CalibrationMethod = "isotonic",
+                 fractions: Sequence[float] = (0.8, 0.1, 0.1), progress: bool = True) -> Bundle:
+    """Train `model_name` on `data` and write a bundle to `out` (checkpoints in out/checkpoints)."""
+    table = read_table(data, schema=schema)
+    validate(table, schema, source=str(data) if isinstance(data, str | Path) else "data")
+    train, val, test = split_by_group(table, schema, fractions=fractions, seed=config.seed)
+    for name, part in (("train", train), ("validation", val), ("test", test)):
+        if part.num_rows == 0:
+            raise ValueError(f"the {name} split is empty ({table.num_rows} rows, fractions {tuple(fractions)}); "
+                             "pass more data or larger split fractions")
+    stats = FeatureStats.fit(train, schema)
+    torch.manual_seed(config.seed)
+    model = build_model(model_name, inputs=schema.input_spec(), heads=schema.heads, overrides=model_overrides)
+    trainer = Trainer(model, config, checkpoint_dir=out / "checkpoints", progress=progress)
+    result = trainer.fit(encode(train, schema, stats), encode(val, schema, stats))
+
+    bundle = Bundle(model_name=model_name, model=model, schema=schema, stats=stats,
+                    train_config={**asdict(config), "fractions": list(fractions), "calibration": calibration})
+    bundle.calibrators = fit_calibrators(bundle, val, method=calibration)
+    bundle.metrics = {
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+        "monitor": config.monitor,
+        "rows": {"train": train.num_rows, "validation": val.num_rows, "test": test.num_rows},
+        "validation": evaluate_bundle(bundle, val),
+        "test": evaluate_bundle(bundle, test),
+        "test_uncalibrated": evaluate_bundle(bundle, test, calibrated=False),
+    }
+    save_bundle(bundle, out)
+    (out / METRICS_FILE).write_text(json.dumps(bundle.metrics, indent=2) + "\n")
+    return bundle
+
+
+def fit_calibrators(bundle: Bundle, val: pa.Table, *, method: CalibrationMethod) -> dict[str, Calibrator]:
+    """One calibrator per binary head, fitted on its (masked) validation rows; heads with one class are skipped."""
+    if method == "none":
+        return {}
+    raw = bundle.predict(val, calibrated=False)
+    calibrators: dict[str, Calibrator] = {}
+    for head in bundle.schema.heads:
+        if head.kind != "binary":
+            continue
+        labels = np.asarray(val.column(head.label).to_numpy(zero_copy_only=False), dtype=np.float64)
+        rows = _mask(val, head.mask)
+        if len(np.unique(labels[rows])) < 2:
+            continue  # nothing to calibrate against; the head keeps raw probabilities
+        calibrators[head.name] = fit_calibrator(method, raw[head.name][rows], labels[rows])
+    return calibrators
+
+
+def evaluate_bundle(bundle: Bundle, table: pa.Table, *, calibrated: bool = True) -> dict[str, dict[str, float]]:
+    """Per-head metrics of the bundle's predictions on a labelled table, keyed by head name."""
+    predictions = bundle.predict(table, calibrated=calibrated)
+    labels = {h.name: np.asarray(table.column(h.label).to_numpy(zero_copy_only=False), dtype=np.float64)
+              for h in bundle.schema.heads}
+    masks = {h.name: _mask(table, h.mask) for h in bundle.schema.heads}
+    return evaluate_heads(bundle.schema.heads, labels=labels, predictions=predictions, masks=masks)
+
+
+def _mask(table: pa.Table, column: str | None) -> np.ndarray:
+    if column is None:
+        return np.ones(table.num_rows, dtype=bool)
+    return np.asarray(table.column(column).to_numpy(zero_copy_only=False), dtype=np.float64) > 0
