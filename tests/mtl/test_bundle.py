@@ -71,7 +71,7 @@ def test_predict_accepts_tables_frames_and_dicts_without_labels(bundle_dir: Path
 
 
 def test_bundle_refuses_tampering_a_wrong_schema_and_a_non_bundle(bundle_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(BundleError, match="trained on schema 'ecorank'.*expected 'census_income'"):
+    with pytest.raises(BundleError, match=r"trained on schema 'ecorank'.*expected 'census_income'"):
         load_bundle(bundle_dir, expected_schema=load_schema("census_income"))
     copy = tmp_path / "copy"
     copy.mkdir()
@@ -100,7 +100,8 @@ def test_train_and_evaluate_cli(impressions: Path, tmp_path: Path) -> None:
                               "--epochs", "2", "--quiet", "--model-set", "levels=1"],
                              capture_output=True, text=True, timeout=300)
     assert trained.returncode == 0, trained.stderr
-    assert "test split, calibrated" in trained.stdout and "risk" in trained.stdout
+    assert "test split, calibrated" in trained.stdout
+    assert "risk" in trained.stdout
     evaluated = subprocess.run([*run, "evaluate", "--bundle", str(out), "--data", str(impressions), "--json"],
                                capture_output=True, text=True, timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr
