@@ -22,7 +22,7 @@ def test_uncertainty_weighting_is_kendalls_standard_form() -> None:
         weighting.log_vars.copy_(torch.tensor([0.7, -1.3]))
     losses = {"a": torch.tensor(2.0), "b": torch.tensor(3.0)}
     expected = sum(0.5 * math.exp(-s) * loss + 0.5 * s for s, loss in ((0.7, 2.0), (-1.3, 3.0)))
-    assert float(weighting(losses)) == pytest.approx(expected)
+    assert weighting(losses).item() == pytest.approx(expected)
     assert weighting.weights()["b"] == pytest.approx(0.5 * math.exp(1.3))
     # Not clamped: the gradient moves s toward log(L) (the optimum of 0.5 e^-s L + 0.5 s).
     weighting(losses).backward()  # type: ignore[no-untyped-call]
