@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive_int, default=20)
     train.add_argument("--batch-size", type=_positive_int, default=1024)
     train.add_argument("--lr", type=float, default=3e-3)
-    train.add_argument("--task-weighting", choices=("equal", "fixed", "uncertainty"), default="equal")
+    train.add_argument("--task-weighting", choices=("equal", "fixed", "uncertainty", "pcgrad"), default="equal")
     train.add_argument("--task-weight", dest="task_weights", action="append", default=[], metavar="HEAD=W",
                        help="fixed task weight (repeatable; with --task-weighting fixed)")
     train.add_argument("--monitor", default="loss",

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from mtl.data import EncodedBatch
 from mtl.losses import predict_head
 from mtl.models.blocks import MultiTaskModel
-from mtl.weighting import TaskWeighting, WeightingMethod
+from mtl.weighting import TaskWeighting, WeightingMethod, pcgrad
 
 CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
@@ -146,9 +146,11 @@ class Trainer:
             batch = _rows(train, idx)
             outputs, _ = self.model(dense=batch.dense, categorical=batch.categorical)
             losses = self.model.head_losses(outputs, labels=batch.labels, masks=batch.masks)
-            loss = self.weighting(losses)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if cfg.task_weighting == "pcgrad":
+                self._pcgrad_backward(losses, step=scheduler.last_epoch)
+            else:
+                self.weighting(losses).backward()
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
@@ -156,6 +158,22 @@ class Trainer:
             total += float(torch.stack(list(losses.values())).sum().detach()) * len(idx)
             rows += len(idx)
         return total / max(rows, 1)
+
+    def _pcgrad_backward(self, losses: Mapping[str, Tensor], *, step: int) -> None:
+        """Set .grad of every model parameter to the PCGrad combination of the per-head gradients."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        flat = []
+        for loss in losses.values():  # T backward passes: PCGrad costs about T times a plain step
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
+                                   for g, p in zip(grads, params, strict=True)]))
+        # The projection order is random, from a generator seeded per (seed, step): runs stay reproducible.
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
+        combined = pcgrad(torch.stack(flat), generator=generator)  # (P,)
+        offset = 0
+        for p in params:
+            p.grad = combined[offset: offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
 
     @torch.inference_mode()
     def evaluate(self, data: EncodedBatch, *, batch_size: int = 8192) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""How per-head losses combine into one training loss: equal, fixed, or uncertainty weighting.
+"""How per-head losses combine into one training signal: equal, fixed, uncertainty weighting, or PCGrad.
 
 Uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018, "Multi-Task Learning Using Uncertainty to
 Weigh Losses for Scene Geometry and Semantics") learns one log-variance s_k = log sigma_k^2 per task
@@ -7,6 +7,11 @@ and minimizes, in the paper's standard form,
     L = sum_k  0.5 * exp(-s_k) * L_k  +  0.5 * s_k        (= L_k / (2 sigma_k^2) + log sigma_k)
 
 with s_k unconstrained (no clamping), trained jointly with the model (no weight decay on s).
+
+PCGrad (Yu, Kumar, Gupta, Levine, Hausman & Finn, NeurIPS 2020, "Gradient Surgery for Multi-Task
+Learning") works on gradients instead of losses: each task's gradient g_i is projected, against the
+other tasks in random order, onto the normal plane of every g_j it conflicts with (g_i . g_j < 0),
+and the projected gradients are summed. `pcgrad` below is that surgery; the trainer applies it.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-WeightingMethod = Literal["equal", "fixed", "uncertainty"]
-WEIGHTING_METHODS: tuple[WeightingMethod, ...] = ("equal", "fixed", "uncertainty")
+WeightingMethod = Literal["equal", "fixed", "uncertainty", "pcgrad"]
+WEIGHTING_METHODS: tuple[WeightingMethod, ...] = ("equal", "fixed", "uncertainty", "pcgrad")
 
 
 class TaskWeighting(nn.Module):
@@ -58,3 +63,22 @@ class TaskWeighting(nn.Module):
             values = (0.5 * torch.exp(-self.log_vars.detach())).tolist()
             return dict(zip(self.heads, values, strict=True))
         return dict(self.fixed)
+
+
+def pcgrad(gradients: Tensor, *, generator: torch.Generator) -> Tensor:
+    """Gradient surgery: (T, P) per-task flattened gradients -> (P,) combined gradient.
+
+    For each task i, for the other tasks j in a random order: if g_i . g_j < 0, remove from g_i its
+    component along g_j (projections use the original g_j, as in the paper's algorithm).
+    """
+    tasks = gradients.shape[0]
+    projected = gradients.clone()  # (T, P)
+    squared_norms = (gradients * gradients).sum(dim=1)  # (T,)
+    for i in range(tasks):
+        for j in torch.randperm(tasks, generator=generator).tolist():
+            if j == i or squared_norms[j] == 0:
+                continue
+            dot = torch.dot(projected[i], gradients[j])
+            if dot < 0:
+                projected[i] -= dot / squared_norms[j] * gradients[j]
+    return projected.sum(dim=0)  # (P,)

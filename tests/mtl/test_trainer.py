@@ -106,3 +106,14 @@ def test_resume_refuses_a_different_config_and_unknown_monitor(data, tmp_path: P
         Trainer(_model(), TrainConfig(epochs=1, monitor="gmv.auc"), progress=False).fit(train, val)
     with pytest.raises(ValueError, match="expected an integer >= 1"):
         TrainConfig(epochs=0)
+
+
+def test_pcgrad_training_learns_and_is_reproducible(data) -> None:  # type: ignore[no-untyped-def]
+    train, val = data
+    config = TrainConfig(epochs=3, batch_size=256, patience=10, task_weighting="pcgrad")
+    model = _model()
+    trainer = Trainer(model, config, progress=False)
+    before = trainer.evaluate(val)["loss"]
+    history = trainer.fit(train, val).history
+    assert trainer.evaluate(val)["loss"] < 0.8 * before
+    assert Trainer(_model(), config, progress=False).fit(train, val).history == history
