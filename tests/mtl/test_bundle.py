@@ -26,7 +26,7 @@ def impressions(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from experiments.simulator.runner import run_experiment
 
     out = tmp_path_factory.mktemp("sim")
-    config = load_scenario("S4", preset="tiny", overrides=["outputs.impressions=all", "run.rounds=12"])
+    config = load_scenario("S4", preset="tiny", overrides=["outputs.impressions=all", "run.rounds=30"])
     run_experiment(config, policies=["explore"], seeds=[0], out=out, quiet=True)
     return out / "impressions.parquet"
 
@@ -35,7 +35,7 @@ def impressions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def bundle_dir(impressions: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bundle")
     train_bundle(data=impressions, schema=load_schema("ecorank"), model_name="mmoe", out=out,
-                 config=TrainConfig(epochs=4, batch_size=256), progress=False)
+                 config=TrainConfig(epochs=12, batch_size=256, patience=4), progress=False)
     return out
 
 
@@ -86,11 +86,13 @@ def test_bundle_refuses_tampering_a_wrong_schema_and_a_non_bundle(bundle_dir: Pa
         load_bundle(tmp_path)
 
 
-def test_learned_model_beats_a_constant_predictor_on_every_binary_head(bundle_dir: Path) -> None:
-    """A constant predictor has AUC 0.5: each binary head must rank clearly better on the held-out test split."""
+def test_learned_model_beats_a_constant_predictor_on_every_head(bundle_dir: Path) -> None:
+    """On the held-out test split: a constant predictor has AUC 0.5 on every binary head and normalized Gini 0
+    on GMV (it cannot rank); the model must beat both clearly."""
     metrics = json.loads((bundle_dir / "metrics.json").read_text())["test"]
     for head in ("prosperity", "risk", "complaint"):
-        assert metrics[head]["auc"] > 0.55, (head, metrics[head])
+        assert metrics[head]["auc"] > 0.6, (head, metrics[head])
+    assert metrics["gmv"]["normalized_gini"] > 0.2, metrics["gmv"]
 
 
 def test_train_and_evaluate_cli(impressions: Path, tmp_path: Path) -> None:
