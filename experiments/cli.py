@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--calibration", choices=("isotonic", "temperature", "none"), default="isotonic")
     train.add_argument("--model-set", dest="model_overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="architecture override, e.g. --model-set n_experts=8 --model-set expert_hidden=[128,64]")
+    train.add_argument("--stream", action="store_true",
+                       help="data larger than memory: read --data (Parquet) by row group; needs --val and --test")
+    train.add_argument("--val", type=Path, default=None, help="validation Parquet/CSV file (with --stream)")
+    train.add_argument("--test", type=Path, default=None, help="test Parquet/CSV file (with --stream)")
     train.add_argument("--seed", type=_non_negative_int, default=0)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -164,8 +168,14 @@ def _simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from mtl.schema import load_schema
-    from mtl.train import train_bundle
+    from mtl.train import train_bundle, train_bundle_streaming
     from mtl.trainer import TrainConfig
+
+    if args.stream and (args.val is None or args.test is None):
+        raise ConfigError("--stream needs --val and --test files: a stream is not split in memory. Fix: split "
+                          "your data into train / validation / test files (by request) and pass all three")
+    if not args.stream and (args.val is not None or args.test is not None):
+        raise ConfigError("--val and --test are for --stream; without it --data is split 80/10/10 by group")
 
     with _as_usage_errors():
         schema = load_schema(args.schema)
@@ -174,9 +184,13 @@ def _train(args: argparse.Namespace) -> int:
                              task_weighting=args.task_weighting,
                              task_weights=tuple((k, float(v)) for k, v in weights.items()),
                              monitor=args.monitor, patience=args.patience, seed=args.seed)
-        bundle = train_bundle(data=args.data, schema=schema, model_name=args.model, out=args.out, config=config,
-                              model_overrides=parse_overrides(args.model_overrides), calibration=args.calibration,
-                              progress=not args.quiet)
+        common = {"schema": schema, "model_name": args.model, "out": args.out, "config": config,
+                  "model_overrides": parse_overrides(args.model_overrides), "calibration": args.calibration,
+                  "progress": not args.quiet}
+        if args.stream:
+            bundle = train_bundle_streaming(train_path=args.data, val_path=args.val, test_path=args.test, **common)
+        else:
+            bundle = train_bundle(data=args.data, **common)
     print(f"trained {args.model} on {args.data} (schema {schema.name}); best epoch {bundle.metrics['best_epoch']} "
           f"of {bundle.metrics['epochs_run']}; bundle {args.out} version {bundle.version}")
     print("test split, calibrated:")

@@ -8,22 +8,33 @@ training nor calibration saw.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 
 from mtl.bundle import Bundle, save_bundle
 from mtl.calibration import CalibrationMethod, Calibrator, fit_calibrator
-from mtl.data import FeatureStats, Source, encode, read_table, split_by_group, validate
+from mtl.data import (
+    DataError,
+    EncodedBatch,
+    FeatureStats,
+    Source,
+    encode,
+    iter_batches,
+    read_table,
+    split_by_group,
+    validate,
+)
 from mtl.metrics import evaluate_heads
 from mtl.models import build_model
 from mtl.schema import Schema
-from mtl.trainer import TrainConfig, Trainer
+from mtl.trainer import BatchStream, TrainConfig, Trainer
 
 METRICS_FILE = "metrics.json"
 
@@ -40,20 +51,53 @@ def train_bundle(*, data: Source, schema: Schema, model_name: str, out: Path, co
             raise ValueError(f"the {name} split is empty ({table.num_rows} rows, fractions {tuple(fractions)}); "
                              "pass more data or larger split fractions")
     stats = FeatureStats.fit(train, schema)
+    return _train_and_package(
+        train=encode(train, schema, stats), train_rows=train.num_rows, val=val, test=test, schema=schema,
+        stats=stats, model_name=model_name, out=out, config=config, model_overrides=model_overrides,
+        calibration=calibration, progress=progress, extra_config={"fractions": list(fractions)})
+
+
+def train_bundle_streaming(*, train_path: Path, val_path: Path, test_path: Path, schema: Schema, model_name: str,
+                           out: Path, config: TrainConfig, model_overrides: Mapping[str, Any] | None = None,
+                           calibration: CalibrationMethod = "isotonic", progress: bool = True) -> Bundle:
+    """Like `train_bundle`, for training data larger than memory: the training Parquet file (or folder) is
+    read row group by row group every epoch, shuffled through a bounded buffer; feature statistics come
+    from one streaming pass. Validation and test come as their own (smaller) files, held in memory."""
+    stats = FeatureStats.fit_batches(_record_batches(train_path, columns=[f.name for f in schema.dense]), schema)
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in _parquet_files(train_path))
+    stream = BatchStream(
+        batches=lambda epoch: iter_batches(train_path, schema, stats, batch_size=config.batch_size, shuffle=True,
+                                           seed=config.seed * 1_000_003 + epoch),
+        rows=rows)
+    val, test = read_table(val_path, schema=schema), read_table(test_path, schema=schema)
+    validate(val, schema, source=str(val_path))
+    validate(test, schema, source=str(test_path))
+    return _train_and_package(
+        train=stream, train_rows=rows, val=val, test=test, schema=schema, stats=stats, model_name=model_name,
+        out=out, config=config, model_overrides=model_overrides, calibration=calibration, progress=progress,
+        extra_config={"streaming": True, "train": str(train_path), "validation": str(val_path),
+                      "test": str(test_path)})
+
+
+def _train_and_package(*, train: EncodedBatch | BatchStream, train_rows: int, val: pa.Table, test: pa.Table,
+                       schema: Schema, stats: FeatureStats, model_name: str, out: Path, config: TrainConfig,
+                       model_overrides: Mapping[str, Any] | None, calibration: CalibrationMethod, progress: bool,
+                       extra_config: Mapping[str, Any]) -> Bundle:
+    """Shared by both jobs: train, calibrate on validation, evaluate on test, save the bundle."""
     torch.manual_seed(config.seed)
     model = build_model(model_name, inputs=schema.input_spec(), heads=schema.heads, overrides=model_overrides)
     trainer = Trainer(model, config, checkpoint_dir=out / "checkpoints", progress=progress)
-    result = trainer.fit(encode(train, schema, stats), encode(val, schema, stats))
+    result = trainer.fit(train, encode(val, schema, stats))
 
     bundle = Bundle(model_name=model_name, model=model, schema=schema, stats=stats,
-                    train_config={**asdict(config), "fractions": list(fractions), "calibration": calibration})
+                    train_config={**asdict(config), **extra_config, "calibration": calibration})
     bundle.calibrators = fit_calibrators(bundle, val, method=calibration)
     bundle.metrics = {
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
         "monitor": config.monitor,
-        "rows": {"train": train.num_rows, "validation": val.num_rows, "test": test.num_rows},
+        "rows": {"train": train_rows, "validation": val.num_rows, "test": test.num_rows},
         "validation": evaluate_bundle(bundle, val),
         "test": evaluate_bundle(bundle, test),
         "test_uncalibrated": evaluate_bundle(bundle, test, calibrated=False),
@@ -87,6 +131,18 @@ def evaluate_bundle(bundle: Bundle, table: pa.Table, *, calibrated: bool = True)
               for h in bundle.schema.heads}
     masks = {h.name: _mask(table, h.mask) for h in bundle.schema.heads}
     return evaluate_heads(bundle.schema.heads, labels=labels, predictions=predictions, masks=masks)
+
+
+def _parquet_files(path: Path) -> list[Path]:
+    files = sorted(p for p in path.rglob("*.parquet")) if path.is_dir() else [path]
+    if not files or not files[0].is_file():
+        raise DataError(["file not found; expected a Parquet file or a folder of Parquet files"], source=str(path))
+    return files
+
+
+def _record_batches(path: Path, *, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    for file in _parquet_files(path):
+        yield from pq.ParquetFile(file).iter_batches(columns=columns)
 
 
 def _mask(table: pa.Table, column: str | None) -> np.ndarray:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -63,6 +63,16 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.schedule = {self.schedule!r}; expected 'cosine' or 'constant'")
 
 
+@dataclass(frozen=True)
+class BatchStream:
+    """Training data that does not fit in memory: `batches(epoch)` reads it afresh each epoch (e.g.
+    `mtl.data.iter_batches` over Parquet row groups, shuffled with a per-epoch seed); `rows` sizes the
+    learning-rate schedule."""
+
+    batches: Callable[[int], Iterable[EncodedBatch]]
+    rows: int
+
+
 @dataclass
 class TrainResult:
     best_epoch: int
@@ -95,11 +105,15 @@ class Trainer:
         self.direction = monitor_direction(config.monitor)
 
     # ------------------------------------------------------------------------------------------
-    def fit(self, train: EncodedBatch, val: EncodedBatch, *,
+    def fit(self, train: EncodedBatch | BatchStream, val: EncodedBatch, *,
             on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
-        """Train for up to config.epochs, resuming from the checkpoint in `checkpoint_dir` if there is one."""
+        """Train for up to config.epochs, resuming from the checkpoint in `checkpoint_dir` if there is one.
+
+        `train` is encoded tensors in memory, or a BatchStream for data larger than memory.
+        """
         cfg = self.config
-        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+        rows = train.rows if isinstance(train, BatchStream) else len(train)
+        steps_per_epoch = math.ceil(rows / cfg.batch_size)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _schedule(cfg, total_steps=cfg.epochs * steps_per_epoch))
         state = _FitState(best_value=math.inf if self.direction == "min" else -math.inf)
@@ -136,14 +150,12 @@ class Trainer:
         return TrainResult(best_epoch=state.best_epoch, best_value=state.best_value, history=state.history,
                            stopped_early=state.stopped_early)
 
-    def _train_epoch(self, train: EncodedBatch, epoch: int, scheduler: torch.optim.lr_scheduler.LambdaLR) -> float:
+    def _train_epoch(self, train: EncodedBatch | BatchStream, epoch: int,
+                     scheduler: torch.optim.lr_scheduler.LambdaLR) -> float:
         cfg = self.config
         self.model.train()
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
         total, rows = 0.0, 0
-        for start in range(0, len(train), cfg.batch_size):
-            idx = order[start: start + cfg.batch_size]
-            batch = _rows(train, idx)
+        for batch in self._epoch_batches(train, epoch):
             outputs, _ = self.model(dense=batch.dense, categorical=batch.categorical)
             losses = self.model.head_losses(outputs, labels=batch.labels, masks=batch.masks)
             self.optimizer.zero_grad(set_to_none=True)
@@ -155,9 +167,18 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
             scheduler.step()
-            total += float(torch.stack(list(losses.values())).sum().detach()) * len(idx)
-            rows += len(idx)
+            total += float(torch.stack(list(losses.values())).sum().detach()) * len(batch)
+            rows += len(batch)
         return total / max(rows, 1)
+
+    def _epoch_batches(self, train: EncodedBatch | BatchStream, epoch: int) -> Iterable[EncodedBatch]:
+        if isinstance(train, BatchStream):
+            yield from train.batches(epoch)
+            return
+        cfg = self.config
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch))
+        for start in range(0, len(train), cfg.batch_size):
+            yield _rows(train, order[start: start + cfg.batch_size])
 
     def _pcgrad_backward(self, losses: Mapping[str, Tensor], *, step: int) -> None:
         """Set .grad of every model parameter to the PCGrad combination of the per-head gradients."""

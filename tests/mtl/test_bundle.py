@@ -142,3 +142,37 @@ def test_census_schema_trains_through_the_cli(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert {"income", "marital"} <= set(json.loads((tmp_path / "b" / "metrics.json").read_text())["test"])
+
+
+def test_streaming_training_reads_row_groups_and_makes_a_working_bundle(impressions: Path, tmp_path: Path) -> None:
+    """--stream: the training file is read by row group each epoch (no full load); val/test are separate files."""
+    from mtl.data import read_table, split_by_group
+
+    schema = load_schema("ecorank")
+    train, val, test = split_by_group(read_table(impressions, schema=schema), schema, fractions=(0.8, 0.1, 0.1),
+                                      seed=0)
+    paths = {}
+    for name, table in (("train", train), ("val", val), ("test", test)):
+        paths[name] = tmp_path / f"{name}.parquet"
+        pq.write_table(table, paths[name], row_group_size=2_000)  # many row groups to stream through
+    assert pq.ParquetFile(paths["train"]).num_row_groups > 3
+    out = tmp_path / "streamed"
+    result = subprocess.run([sys.executable, "-m", "experiments.cli", "train", "--stream", "--data",
+                             str(paths["train"]), "--val", str(paths["val"]), "--test", str(paths["test"]),
+                             "--epochs", "3", "--batch-size", "512", "--out", str(out), "--quiet"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    bundle = load_bundle(out, expected_schema=schema)
+    assert bundle.metrics["rows"] == {"train": train.num_rows, "validation": val.num_rows, "test": test.num_rows}
+    assert bundle.train_config["streaming"] is True
+    assert bundle.metrics["test"]["risk"]["auc"] > 0.6
+    assert len(bundle.predict(paths["test"])["gmv"]) == test.num_rows
+
+
+def test_stream_flags_are_checked(impressions: Path, tmp_path: Path) -> None:
+    run = [sys.executable, "-m", "experiments.cli", "train", "--data", str(impressions), "--out", str(tmp_path)]
+    for extra, message in ((["--stream"], "--stream needs --val and --test"),
+                           (["--val", str(impressions)], "--val and --test are for --stream")):
+        result = subprocess.run([*run, *extra], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2
+        assert message in result.stderr
