@@ -39,6 +39,7 @@ FloatArray = NDArray[np.float64]
 
 __all__ = [
     "aggregate_by_group",
+    "average_ranks",
     "cluster_entropy",
     "cluster_gini",
     "cluster_top_share",
@@ -379,7 +380,7 @@ def merit_disparity(exposure: ArrayLike, merit: ArrayLike, groups: ArrayLike) ->
 # ------------------------------------------------------------------- rank correlation
 
 
-def _average_ranks(values: FloatArray) -> FloatArray:
+def average_ranks(values: FloatArray) -> FloatArray:
     """Return 1-based ranks where tied values share the mean of the ranks they span."""
     _, tie_index, tie_counts = np.unique(
         values, return_inverse=True, return_counts=True
@@ -405,8 +406,8 @@ def spearman(x: ArrayLike, y: ArrayLike) -> float:
     if n < 2:
         return math.nan
     # Average ranks of n items always have mean (n + 1) / 2, ties or not.
-    x_centered = _average_ranks(x_values) - (n + 1) / 2
-    y_centered = _average_ranks(y_values) - (n + 1) / 2
+    x_centered = average_ranks(x_values) - (n + 1) / 2
+    y_centered = average_ranks(y_values) - (n + 1) / 2
     x_norm = math.sqrt(float(x_centered @ x_centered))
     y_norm = math.sqrt(float(y_centered @ y_centered))
     if x_norm == 0 or y_norm == 0:

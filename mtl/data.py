@@ -529,6 +529,15 @@ def split_by_group(table: pa.Table, schema: Schema, *, fractions: Sequence[float
     return train, val, test
 
 
+def parquet_files(path: str | Path) -> list[Path]:
+    """The Parquet files to stream: the file itself, or every Parquet file below a folder (sorted)."""
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.suffix in PARQUET_SUFFIXES) if root.is_dir() else [root]
+    if not files or not files[0].is_file():
+        raise DataError(["file not found; expected a Parquet file or a folder of Parquet files"], source=str(root))
+    return files
+
+
 def iter_batches(path: str | Path, schema: Schema, stats: FeatureStats, *, batch_size: int, shuffle: bool,
                  seed: int = 0, buffer_rows: int | None = None, drop_last: bool = False) -> Iterator[EncodedBatch]:
     """Stream a Parquet file (or folder of them) as EncodedBatches of `batch_size` rows (the last may be short).
@@ -541,10 +550,7 @@ def iter_batches(path: str | Path, schema: Schema, stats: FeatureStats, *, batch
     """
     if batch_size < 1:
         raise ValueError(f"batch_size: received {batch_size}; expected >= 1")
-    root = Path(path)
-    files = sorted(p for p in root.rglob("*") if p.suffix in PARQUET_SUFFIXES) if root.is_dir() else [root]
-    if not files or not files[0].is_file():
-        raise DataError(["file not found; expected a Parquet file or a folder of Parquet files"], source=str(root))
+    files = parquet_files(path)
     readers = [pq.ParquetFile(f) for f in files]
     columns = _unique_names(schema.feature_columns() + schema.label_columns())  # the group is not needed
     for file, reader in zip(files, readers, strict=True):

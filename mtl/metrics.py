@@ -38,7 +38,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from fairness.metrics import spearman
+from fairness.metrics import average_ranks, spearman
 from mtl.spec import HEAD_KINDS, HeadKind, HeadSpec
 
 __all__ = [
@@ -139,14 +139,6 @@ def _pair(labels: ArrayLike, preds: ArrayLike, preds_name: str) -> tuple[FloatAr
     return y, p
 
 
-def _average_ranks(values: FloatArray) -> FloatArray:
-    """1-based ranks where tied values share the mean of the ranks they span (as in fairness.metrics)."""
-    _, tie_index, tie_counts = np.unique(values, return_inverse=True, return_counts=True)
-    last_rank = np.cumsum(tie_counts)  # rank of the last member of each tie block
-    mean_rank = last_rank - (tie_counts - 1) / 2.0
-    return mean_rank[tie_index.ravel()].astype(np.float64, copy=False)
-
-
 # --- binary --------------------------------------------------------------------------------------
 
 
@@ -161,7 +153,7 @@ def auc(labels: ArrayLike, scores: ArrayLike) -> float:
     n_neg = float(y.shape[0]) - n_pos
     if n_pos == 0 or n_neg == 0:
         return math.nan
-    ranks = _average_ranks(s)  # (n,)
+    ranks = average_ranks(s)  # (n,)
     u = float(ranks @ y) - n_pos * (n_pos + 1) / 2.0  # positive-over-negative pairs, ties 1/2
     return u / (n_pos * n_neg)
 

@@ -21,12 +21,12 @@ import torch
 from mtl.bundle import Bundle, save_bundle
 from mtl.calibration import CalibrationMethod, Calibrator, fit_calibrator
 from mtl.data import (
-    DataError,
     EncodedBatch,
     FeatureStats,
     Source,
     encode,
     iter_batches,
+    parquet_files,
     read_table,
     split_by_group,
     validate,
@@ -64,7 +64,7 @@ def train_bundle_streaming(*, train_path: Path, val_path: Path, test_path: Path,
     read row group by row group every epoch, shuffled through a bounded buffer; feature statistics come
     from one streaming pass. Validation and test come as their own (smaller) files, held in memory."""
     stats = FeatureStats.fit_batches(_record_batches(train_path, columns=[f.name for f in schema.dense]), schema)
-    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in _parquet_files(train_path))
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in parquet_files(train_path))
     stream = BatchStream(
         batches=lambda epoch: iter_batches(train_path, schema, stats, batch_size=config.batch_size, shuffle=True,
                                            seed=config.seed * 1_000_003 + epoch),
@@ -133,15 +133,8 @@ def evaluate_bundle(bundle: Bundle, table: pa.Table, *, calibrated: bool = True)
     return evaluate_heads(bundle.schema.heads, labels=labels, predictions=predictions, masks=masks)
 
 
-def _parquet_files(path: Path) -> list[Path]:
-    files = sorted(p for p in path.rglob("*.parquet")) if path.is_dir() else [path]
-    if not files or not files[0].is_file():
-        raise DataError(["file not found; expected a Parquet file or a folder of Parquet files"], source=str(path))
-    return files
-
-
 def _record_batches(path: Path, *, columns: list[str]) -> Iterator[pa.RecordBatch]:
-    for file in _parquet_files(path):
+    for file in parquet_files(path):
         yield from pq.ParquetFile(file).iter_batches(columns=columns)
 
 
