@@ -14,13 +14,22 @@ documentation); `load_scenario` resolves and validates, and every problem is rep
 
 from __future__ import annotations
 
-import difflib
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fairness.toml_config import (
+    ConfigError,
+    deep_merge,
+    format_validation_error,
+    parse_overrides,
+    read_toml,
+    set_dotted,
+)
+
+__all__ = ["ConfigError", "ScenarioConfig", "load_scenario", "parse_overrides"]
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 BASE_FILE = CONFIG_DIR / "base.toml"
@@ -28,16 +37,13 @@ PRESET_DIR = CONFIG_DIR / "presets"
 SCENARIO_DIR = CONFIG_DIR / "scenarios"
 
 ACCOUNT_TYPES = ("original", "low_effort", "reuploader", "matrix")
+REPLACED_WHOLE = ("type_prior",)  # a scenario's type mix is a new mix, not merged into the base one
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 NonNegativeFloat = Annotated[float, Field(ge=0.0)]
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
-
-
-class ConfigError(ValueError):
-    """A scenario, preset or override is invalid; the message says what and how to fix it."""
 
 
 class _Section(BaseModel):
@@ -242,6 +248,23 @@ class PoliciesConfig(_Section):
         description="Complaints per purchase assumed before any purchase was observed (then: the population rate).")
     detected_risk: Probability = Field(description="Risk estimate of a detected duplicate or operator-cluster member.")
     explore_temperature: PositiveFloat = Field(description="Plackett-Luce temperature of the logging policy.")
+    fairco_lambda: NonNegativeFloat = Field(
+        description="FairCo controller gain: score = relevance in [0, 1] + lambda * exposure-debt error "
+                    "(exposure / merit units; 0 = P1's ranking).")
+    pmmf_eta: NonNegativeFloat = Field(
+        description="P-MMF dual step: an account's price moves this much (relevance units) per unit of relative "
+                    "exposure-share error per round (0 = prices stay at 0, P1's top-K set).")
+    pmmf_lambda: NonNegativeFloat = Field(
+        description="P-MMF max-min weight (dual feasible set): the mean over live accounts of min(price, 0) stays "
+                    ">= -lambda, which bounds the total boost of under-exposed accounts.")
+    pmmf_momentum: Annotated[float, Field(gt=0.0, le=1.0)] = Field(
+        description="P-MMF gradient momentum alpha: g <- alpha * g_round + (1 - alpha) * g_previous (1 = none).")
+    floor_alpha: Probability = Field(
+        description="Account floors: each live account is guaranteed this fraction of an equal share of exposure "
+                    "(0 = P1's ranking).")
+    ecorank_policy: str = Field(
+        description="Fairness policy of the ecorank engine policy: a built-in name (fairness/configs/NAME.toml) or a "
+                    "path to a policy .toml file.")
 
 
 class MetricsConfig(_Section):
@@ -332,7 +355,7 @@ def list_scenarios() -> list[dict[str, str]]:
     """id, name, title and file of every built-in scenario."""
     rows = []
     for path in scenario_files():
-        data = _read_toml(path)
+        data = read_toml(path)
         rows.append({"id": str(data.get("id", "")), "name": str(data.get("name", "")),
                      "title": str(data.get("title", "")), "file": str(path)})
     return rows
@@ -366,115 +389,27 @@ def load_scenario(
     if preset not in available_presets():
         raise ConfigError(f"unknown preset {preset!r}; expected one of {available_presets()}")
     scenario_path = resolve_scenario_path(scenario)
-    scenario_data = _read_toml(scenario_path)
+    scenario_data = read_toml(scenario_path)
     preset_tables = scenario_data.pop("preset", {})
     if not isinstance(preset_tables, dict) or not set(preset_tables) <= set(available_presets()):
         received = sorted(preset_tables) if isinstance(preset_tables, dict) else preset_tables
         raise ConfigError(f"{scenario_path}: [preset.<name>] tables must be named after presets "
                           f"{available_presets()}; received {received!r}")
 
-    merged = _read_toml(BASE_FILE)
-    merged = _deep_merge(merged, _read_toml(PRESET_DIR / f"{preset}.toml"))
-    merged = _deep_merge(merged, scenario_data)
-    merged = _deep_merge(merged, preset_tables.get(preset, {}))
+    merged = read_toml(BASE_FILE)
+    merged = deep_merge(merged, read_toml(PRESET_DIR / f"{preset}.toml"), replace=REPLACED_WHOLE)
+    merged = deep_merge(merged, scenario_data, replace=REPLACED_WHOLE)
+    merged = deep_merge(merged, preset_tables.get(preset, {}), replace=REPLACED_WHOLE)
     merged["preset"] = preset
     override_map = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
     for dotted, value in override_map.items():
-        _set_dotted(merged, dotted, value)
+        set_dotted(merged, dotted, value)
     try:
         return ScenarioConfig.model_validate(merged)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err, source=scenario_path, preset=preset)) from None
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """Parse `section.key=value` strings; values are TOML literals (`3`, `0.5`, `true`, `[1, 2]`)."""
-    parsed: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not of the form section.key=value; e.g. --set users.n_users=300")
-        key, raw = item.split("=", 1)
-        key, raw = key.strip(), raw.strip()
-        if not key:
-            raise ConfigError(f"override {item!r} has an empty key; e.g. --set users.n_users=300")
-        try:
-            parsed[key] = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            parsed[key] = raw  # a bare word is a string, e.g. outputs.impressions=all
-    return parsed
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node: Any = data
-    for depth, part in enumerate(parts[:-1]):
-        if not isinstance(node, dict) or part not in node or not isinstance(node[part], dict):
-            where = ".".join(parts[: depth + 1])
-            options = sorted(k for k, v in node.items() if isinstance(v, dict)) if isinstance(node, dict) else []
-            raise ConfigError(f"override {dotted!r}: no section {where!r}; expected one of {options}"
-                              + _did_you_mean(part, options))
-        node = node[part]
-    leaf = parts[-1]
-    if leaf not in node:
-        options = sorted(node)
-        raise ConfigError(f"override {dotted!r}: unknown key {leaf!r}; expected one of {options}"
-                          + _did_you_mean(leaf, options))
-    node[leaf] = value
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path} is not valid TOML: {err}") from None
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
-
-
-def _deep_merge(base: dict[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in overlay.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict) and key != "type_prior":
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value  # type_prior is replaced whole: a scenario's mix is a new mix
-    return out
-
-
-def _format_validation_error(err: ValidationError, *, source: Path, preset: str) -> str:
-    lines = [f"invalid scenario config {source} (preset {preset!r}):"]
-    for problem in err.errors():
-        loc = ".".join(str(p) for p in problem["loc"])
-        received = problem.get("input")
-        if problem["type"] == "extra_forbidden":
-            section_model = _model_at(problem["loc"][:-1])
-            options = sorted(section_model.model_fields) if section_model else []
-            hint = _did_you_mean(str(problem["loc"][-1]), options)
-            lines.append(f"  - {loc}: unknown key (received {received!r}); expected one of {options}{hint}")
-        elif problem["type"] == "missing":
-            lines.append(f"  - {loc}: missing; add it to the scenario file or pass --set {loc}=VALUE")
-        else:
-            shown = received if not isinstance(received, dict) else "{...}"
-            lines.append(f"  - {loc or '(scenario)'}: received {shown!r}; expected: {problem['msg']}. "
-                         f"Fix it in the scenario file or with --set {loc or 'KEY'}=VALUE")
-    return "\n".join(lines)
-
-
-def _model_at(loc: Sequence[int | str]) -> type[BaseModel] | None:
-    model: type[BaseModel] = ScenarioConfig
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        model = annotation
-    return model
-
-
-def _did_you_mean(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(format_validation_error(
+            err, root=ScenarioConfig, header=f"invalid scenario config {scenario_path} (preset {preset!r}):",
+            fix_in="the scenario file")) from None
 
 
 def _known_scenarios() -> str:

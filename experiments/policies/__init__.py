@@ -13,6 +13,9 @@ from experiments.policies.baselines import (
     OraclePolicy,
     RandomPolicy,
 )
+from experiments.policies.fairco import FairCoPolicy
+from experiments.policies.floors import AccountFloorsPolicy
+from experiments.policies.pmmf import PMMFPolicy
 
 POLICIES: dict[str, tuple[str, Callable[[ScenarioConfig], Policy]]] = {
     "random": ("uniformly random slates (reference)", lambda config: RandomPolicy()),
@@ -20,6 +23,9 @@ POLICIES: dict[str, tuple[str, Callable[[ScenarioConfig], Policy]]] = {
     "p1": ("fixed-weight blend of GMV, prosperity, risk and complaint estimates", BlendPolicy),
     "explore": ("Plackett-Luce logging policy around P1, logs propensities", ExplorationPolicy),
     "oracle": ("P1 blend on ground truth (reference upper bound)", OraclePolicy),
+    "fairco": ("FairCo (Morik et al. 2020): P1 + controller on per-account exposure/merit debt", FairCoPolicy),
+    "pmmf": ("P-MMF (Xu et al. 2023): P1 minus per-account dual prices toward max-min exposure", PMMFPolicy),
+    "floors": ("FairRec-style per-account exposure floors, then P1 (not cluster aware)", AccountFloorsPolicy),
 }
 
 

@@ -1,0 +1,263 @@
+"""Fast exact solver of the per-request allocation problem (KKT with nested thresholds), vectorized.
+
+Derivation (docs/fairness.md has it in full). Without group caps the solution of
+max v.w - tau/2 |w|^2 on {sum w = 1, 0 <= w <= cap} is w_i = clip((v_i - nu) / tau, 0, cap_i) with nu the
+root of sum_i w_i(nu) = 1: a monotone, piecewise-linear equation solved exactly by sorting breakpoints.
+
+Caps on creators nested in clusters add one multiplier per group, and the threshold of a candidate
+becomes nu + lambda_cluster + lambda_creator. Because the groups nest, they can be eliminated bottom-up:
+a creator whose caps exceed C_a has a standalone threshold t_a (its candidates alone summing to C_a),
+and under ANY outer threshold t its candidates receive clip((v_i - max(t, t_a)) / tau, 0, cap_i), which
+is clip((v_i - t) / tau, 0, cap'_i) with the tightened cap cap'_i = clip((v_i - t_a) / tau, 0, cap_i).
+Clusters then do the same with cap', and the request's nu is found last. Each level is one vectorized,
+sort-based root find over all groups of all requests at once.
+
+The originals floor adds a multiplier mu >= 0 that raises the value of eligible originals; the
+originals' share is monotone and piecewise linear in mu, so mu is found with a bracketed secant
+(Illinois) iteration that lands exactly once both ends of the bracket lie on the same linear piece.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fairness.allocator.problem import F64, I64, Allocation, AllocationProblem, Bool, sum_by
+from fairness.allocator.relax import make_feasible
+
+_FLOOR_TOL = 1e-13  # |originals share - floor| at which the floor root is accepted
+_MAX_FLOOR_STEPS = 100
+
+
+def group_thresholds(value: F64, cap: F64, group: I64, target: F64, tau: F64) -> F64:
+    """Per group g, the smallest t with sum_{i in g} clip((value_i - t) / tau_g, 0, cap_i) = target_g.
+
+    -inf where the group's caps sum to at most the target (the group constraint cannot bind). `tau` is
+    per group. Exact up to rounding: the sum is piecewise linear in t with breakpoints value_i - tau cap_i
+    (the candidate leaves its cap) and value_i (it reaches 0), so after one sort the root is interpolated
+    on the right linear piece.
+    """
+    n_groups = len(target)
+    total = sum_by(group, cap, n_groups)
+    out = np.full(n_groups, -np.inf)
+    binding = total > target + 1e-15 * np.maximum(1.0, total)
+    if not binding.any():
+        return out
+    if n_groups == 1:
+        out[0] = _one_threshold(value, cap, float(target[0]), float(tau[0]), float(total[0]))
+        return out
+    positive = cap > 0
+    members = np.bincount(group[positive], minlength=n_groups)
+    # a binding group with one positive-cap candidate has the closed form t = v - tau * target
+    single = binding & (members == 1)
+    if single.any():
+        pick = single[group] & positive
+        out[group[pick]] = value[pick] - tau[group[pick]] * target[group[pick]]
+        binding &= ~single
+        if not binding.any():
+            return out
+    sel = binding[group] & positive
+    v, c, g = value[sel], cap[sel], group[sel]
+    m = len(v)
+    position = np.concatenate((v - tau[g] * c, v))  # (2m,) breakpoints: leaves its cap, reaches 0
+    owner = np.concatenate((g, g))
+    # sort by (group, position) with one argsort of group + position scaled into [0, 0.5): np.lexsort is
+    # about 10x slower here; the key only misorders breakpoints closer than ~1e-16 * n_groups of the range,
+    # which moves the interpolated root by rounding-sized amounts
+    low, span = position.min(), position.max() - position.min()
+    order = np.argsort(owner + 0.5 * (position - low) / (span if span > 0 else 1.0))
+    position, owner = position[order], owner[order]
+    # candidates strictly inside their range just above each breakpoint; integer, so exactly 0 at the end
+    # of every group and the running count needs no reset between groups
+    free = np.cumsum(np.where(order < m, 1, -1))
+    fallen = np.concatenate(([0.0], np.cumsum(free[:-1] * np.diff(position) / tau[owner[:-1]])))
+    starts = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))
+    ends = np.concatenate((starts[1:], [2 * m])) - 1
+    level = total[owner] - (fallen - np.repeat(fallen[starts], ends - starts + 1))  # (2m,) the sum at each
+    hit = level <= target[owner]
+    hit[ends] = True  # at the group's last breakpoint the sum is 0 <= target (rounding aside)
+    first = np.minimum.reduceat(np.where(hit, np.arange(2 * m), 2 * m), starts)
+    k = np.maximum(first, starts + 1) - 1  # the linear piece [position_k, position_k+1] holding the root
+    groups = owner[starts]
+    out[groups] = position[k] + (level[k] - target[groups]) * tau[groups] / np.maximum(free[k], 1)
+    return out
+
+
+def _one_threshold(value: F64, cap: F64, target: float, tau: float, total: float) -> float:
+    """group_thresholds for a single binding group (one request's root): the same sweep, fewer steps."""
+    n = len(value)
+    position = np.concatenate((value - tau * cap, value))
+    order = np.argsort(position)
+    position = position[order]
+    free = np.cumsum(np.where(order < n, 1, -1))
+    level = total - np.concatenate(([0.0], np.cumsum(free[:-1] * np.diff(position)))) / tau
+    k = max(int(np.argmax(level <= target)), 1) - 1
+    return float(position[k] + (level[k] - target) * tau / max(int(free[k]), 1))
+
+
+class _Layout:
+    """Index arrays of a problem, computed once and shared by every solve of it."""
+
+    def __init__(self, p: AllocationProblem) -> None:
+        self.cluster = p.cluster
+        self.request = p.request
+        self.creator_request = p.cluster_request[p.creator_cluster]
+        self.tau_item = p.tau[self.request]
+        self.tau_creator = p.tau[self.creator_request]
+        self.tau_cluster = p.tau[p.cluster_request]
+        self.ones = np.ones(p.n_requests)
+
+
+class _Laminar:
+    """The nested-cap solve for one value vector; keeps the thresholds for the multipliers."""
+
+    def __init__(self, p: AllocationProblem, layout: _Layout, value: F64) -> None:
+        tau_item = layout.tau_item
+        self.creator_t = group_thresholds(value, p.cap, p.creator, p.creator_cap, layout.tau_creator)
+        cap1 = np.minimum(p.cap, np.maximum(value - self.creator_t[p.creator], 0.0) / tau_item)
+        self.cluster_t = group_thresholds(value, cap1, layout.cluster, p.cluster_cap, layout.tau_cluster)
+        cap2 = np.minimum(cap1, np.maximum(value - self.cluster_t[layout.cluster], 0.0) / tau_item)
+        nu = group_thresholds(value, cap2, layout.request, layout.ones, p.tau)
+        if np.isinf(nu).any():
+            # capacity exactly 1: every candidate sits at its tightened cap; take the largest valid threshold
+            exact = np.full(p.n_requests, np.inf)
+            np.minimum.at(exact, layout.request, np.where(cap2 > 0, value - tau_item * cap2, np.inf))
+            nu = np.where(np.isinf(nu), np.where(np.isinf(exact), 0.0, exact), nu)
+        self.nu = nu
+        self.weights = np.clip((value - nu[layout.request]) / tau_item, 0.0, cap2)
+        # multipliers: a candidate's threshold is nu + lambda_cluster + lambda_creator
+        self.cluster_level = np.maximum(self.cluster_t, nu[p.cluster_request])
+        self.creator_level = np.maximum(self.creator_t, self.cluster_level[p.creator_cluster])
+
+    def originals_slope(self, p: AllocationProblem, layout: _Layout, value: F64) -> tuple[F64, F64]:
+        """d(originals share)/d(mu) to the right of the current mu, and each candidate's threshold rate.
+
+        Raising the originals' value by d mu moves each candidate inside its range by (d mu [original] -
+        d threshold) / tau; a binding group keeps its sum, so its threshold moves by d mu times the share
+        of originals among its inside candidates; a non-binding group follows its parent. Originals sitting
+        exactly at their entry point (weight 0, value = threshold) count as inside: they enter next.
+        Returns (slope (R,), rate (N,)) with rate = d threshold / d mu per candidate.
+        """
+        threshold = self.creator_level[p.creator]
+        entering = p.original & (self.weights <= 0) & (value - threshold >= -1e-12 * np.maximum(1.0, np.abs(value)))
+        inside = ((self.weights > 0) | entering) & (self.weights < p.cap) & (p.cap > 0)
+        inside_original = inside & p.original
+        n_creators, n_clusters = len(p.creator_cap), len(p.cluster_cap)
+        creator_inside = sum_by(p.creator, inside, n_creators)
+        creator_orig = sum_by(p.creator, inside_original, n_creators)
+        creator_binds = self.creator_t > self.cluster_level[p.creator_cluster]
+        cluster_binds = self.cluster_t > self.nu[p.cluster_request]
+        free_creator = ~creator_binds
+        cluster_inside = sum_by(p.creator_cluster, np.where(free_creator, creator_inside, 0.0), n_clusters)
+        cluster_orig = sum_by(p.creator_cluster, np.where(free_creator, creator_orig, 0.0), n_clusters)
+        free_cluster = ~cluster_binds
+        request_inside = sum_by(p.cluster_request, np.where(free_cluster, cluster_inside, 0.0), p.n_requests)
+        request_orig = sum_by(p.cluster_request, np.where(free_cluster, cluster_orig, 0.0), p.n_requests)
+        request_rate = request_orig / np.maximum(request_inside, 1.0)
+        cluster_rate = np.where(cluster_binds, cluster_orig / np.maximum(cluster_inside, 1.0),
+                                request_rate[p.cluster_request])
+        creator_rate = np.where(creator_binds, creator_orig / np.maximum(creator_inside, 1.0),
+                                cluster_rate[p.creator_cluster])
+        rate = creator_rate[p.creator]
+        per_item = np.where(inside_original, 1.0 - rate, 0.0) / layout.tau_item
+        slope: F64 = sum_by(layout.request, per_item, p.n_requests)
+        return slope, rate
+
+    def next_event(self, p: AllocationProblem, layout: _Layout, value: F64, mu: F64, rate: F64) -> F64:
+        """(R,) the nearest mu beyond the current one where an original enters or a non-original leaves.
+
+        Along the current linear piece thresholds move at `rate`, so an original at 0 enters when
+        value + d mu - (threshold + rate d mu) = 0 and an inside non-original reaches 0 when its
+        threshold rises to its value. Between events the share is linear or bends down (saturations), so
+        a Newton step capped at the next event never overshoots the root on account of these events.
+        """
+        threshold = self.creator_level[p.creator]
+        room = threshold - value  # > 0 for candidates held at 0
+        enter = p.original & (self.weights <= 0) & (p.cap > 0) & (rate < 1.0) & (room > 0)
+        leave = ~p.original & (self.weights > 0) & (rate > 0)
+        distance = np.full(len(value), np.inf)
+        distance[enter] = room[enter] / (1.0 - rate[enter])
+        distance[leave] = (value[leave] - threshold[leave]) / rate[leave]
+        nearest = np.full(p.n_requests, np.inf)
+        np.minimum.at(nearest, layout.request, distance)
+        event: F64 = mu + nearest
+        return event
+
+
+def solve_fast(problem: AllocationProblem) -> Allocation:
+    """Solve every request of the problem exactly; infeasible requests are relaxed first (see relax.py)."""
+    p, relaxations = make_feasible(problem)
+    layout = _Layout(p)
+    mu = np.zeros(p.n_requests)
+    solved = _Laminar(p, layout, p.value)
+    share = sum_by(layout.request, np.where(p.original, solved.weights, 0.0), p.n_requests)
+    short = share < p.floor - _FLOOR_TOL
+    if short.any():
+        mu, solved = _floor_prices(p, layout, short, share, solved)
+    value = p.value + np.where(p.original, mu[layout.request], 0.0)
+    cluster_price = solved.cluster_level - solved.nu[p.cluster_request]
+    creator_price = solved.creator_level - solved.cluster_level[p.creator_cluster]
+    threshold = solved.creator_level[p.creator]
+    at_cap = solved.weights >= p.cap - 1e-15
+    cap_price = np.where(at_cap, np.maximum(value - threshold - layout.tau_item * p.cap, 0.0), 0.0)
+    return Allocation(weights=solved.weights, sum_price=solved.nu, floor_price=mu, creator_price=creator_price,
+                      cluster_price=cluster_price, cap_price=cap_price, relaxations=relaxations, problem=p)
+
+
+def _floor_prices(p: AllocationProblem, layout: _Layout, short: Bool, share0: F64, solved0: _Laminar
+                  ) -> tuple[F64, _Laminar]:
+    """The floor multiplier mu per request (0 where the floor does not bind) and the solve at mu.
+
+    The originals' share is nondecreasing and piecewise linear in mu. The search keeps a bracket
+    [lo, hi] (share below / above the floor) and tries, in order: a Newton step from lo with the exact
+    right-slope of its linear piece (exact when the root lies on that piece); from a flat piece, a jump
+    to the next point where an original enters; the Illinois secant; bisection (or doubling before a
+    bracket exists). Typical requests need a handful of solves; see benchmarks/allocator.py.
+    """
+    request = layout.request
+    n = p.n_requests
+    lo, hi = np.zeros(n), np.full(n, np.inf)
+    gap_lo, gap_hi = share0 - p.floor, np.full(n, np.inf)  # secant working values (Illinois-scaled)
+    slope_lo, rate = solved0.originals_slope(p, layout, p.value)
+    event_lo = solved0.next_event(p, layout, p.value, lo, rate)
+    moved = np.zeros(n, np.int8)  # which bracket end moved last: -1 lo, +1 hi
+    stalled = np.zeros(n, np.int64)  # consecutive steps that landed below the floor
+    done = ~short
+    mu = np.zeros(n)
+    solved = solved0
+    for _ in range(_MAX_FLOOR_STEPS):
+        bounded = np.isfinite(hi)
+        newton = lo - gap_lo / np.where(slope_lo > 0, slope_lo, np.nan)
+        trial = np.where(bounded, 0.5 * (lo + hi), 2.0 * lo + p.tau)
+        for candidate in (np.where(slope_lo > 0, np.nan, event_lo), newton):  # last wins
+            inside = np.isfinite(candidate) & (candidate > lo) & (candidate < hi)
+            trial = np.where(inside, candidate, trial)
+        # safeguard: where the share bends down (saturations) Newton from lo undershoots on every piece and
+        # would need one step per piece; after two undershoots in a row every other step bisects (doubles
+        # before a bracket exists), so the bracket shrinks geometrically and lo reaches the root's piece
+        fallback = (stalled >= 2) & (stalled % 2 == 0)
+        trial = np.where(fallback, np.where(bounded, 0.5 * (lo + hi), 2.0 * lo + p.tau), trial)
+        mu = np.where(done, mu, trial)
+        value = p.value + np.where(p.original, mu[request], 0.0)
+        solved = _Laminar(p, layout, value)
+        share = sum_by(request, np.where(p.original, solved.weights, 0.0), n)
+        gap = share - p.floor
+        hit = ~done & (np.abs(gap) <= _FLOOR_TOL)
+        below, above = ~done & ~hit & (gap < 0), ~done & ~hit & (gap > 0)
+        if below.any():
+            slope, rate = solved.originals_slope(p, layout, value)
+            slope_lo = np.where(below, slope, slope_lo)
+            event_lo = np.where(below, solved.next_event(p, layout, value, mu, rate), event_lo)
+        gap_hi = np.where(below & (moved == -1), 0.5 * gap_hi, gap_hi)
+        gap_lo = np.where(above & (moved == 1), 0.5 * gap_lo, gap_lo)
+        lo, gap_lo = np.where(below, mu, lo), np.where(below, gap, gap_lo)
+        hi, gap_hi = np.where(above, mu, hi), np.where(above, gap, gap_hi)
+        moved = np.where(below, -1, np.where(above, 1, moved)).astype(np.int8)
+        stalled = np.where(below, stalled + 1, 0)
+        done |= hit | (np.isfinite(hi) & (hi - lo <= 1e-15 * np.maximum(1.0, hi)))
+        if done.all():
+            break
+    settled = np.where(np.abs(gap) <= _FLOOR_TOL, mu, hi)  # where the bracket collapsed, take the feasible end
+    if np.array_equal(settled, mu):
+        return np.where(short, mu, 0.0), solved
+    mu = np.where(short, np.where(np.isfinite(settled), settled, mu), 0.0)
+    return mu, _Laminar(p, layout, p.value + np.where(p.original, mu[request], 0.0))
