@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fairness.toml_config import ConfigError, format_validation_error, parse_overrides, read_toml, set_dotted
 
@@ -75,9 +75,14 @@ class BlendSection(_Section):
 
 class BudgetsSection(_Section):
     risk: Share | None = Field(default=None, description="Max exposure-weighted mean risk probability (planner "
-                                                         "budget R); none: no risk budget.")
+                                                         "budget R); \"none\": no risk budget.")
     complaint: Share | None = Field(default=None, description="Max exposure-weighted mean complaint probability "
-                                                              "(planner budget C); none: no complaint budget.")
+                                                              "(planner budget C); \"none\": no complaint budget.")
+
+    @field_validator("risk", "complaint", mode="before")
+    @classmethod
+    def _none_word(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() == "none" else value
 
 
 class AllocationSection(_Section):

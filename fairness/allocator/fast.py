@@ -24,8 +24,10 @@ import numpy as np
 from fairness.allocator.problem import F64, I64, Allocation, AllocationProblem, Bool, sum_by
 from fairness.allocator.relax import make_feasible
 
-_FLOOR_TOL = 1e-13  # |originals share - floor| at which the floor root is accepted
+_FLOOR_TOL = 1e-12  # |originals share - floor| at which the floor root is accepted (batched sums
+# carry rounding of ~1e-12 at 1,000 requests)
 _MAX_FLOOR_STEPS = 100
+_FEW_GROUPS = 4  # up to this many groups, root finds run one group at a time
 
 
 def group_thresholds(value: F64, cap: F64, group: I64, target: F64, tau: F64) -> F64:
@@ -44,6 +46,11 @@ def group_thresholds(value: F64, cap: F64, group: I64, target: F64, tau: F64) ->
         return out
     if n_groups == 1:
         out[0] = _one_threshold(value, cap, float(target[0]), float(tau[0]), float(total[0]))
+        return out
+    if n_groups <= _FEW_GROUPS:  # e.g. one request's two floor sides: plain sorts beat the keyed sort
+        for g in np.flatnonzero(binding):
+            members = group == g
+            out[g] = _one_threshold(value[members], cap[members], float(target[g]), float(tau[g]), float(total[g]))
         return out
     positive = cap > 0
     members = np.bincount(group[positive], minlength=n_groups)
@@ -84,13 +91,17 @@ def group_thresholds(value: F64, cap: F64, group: I64, target: F64, tau: F64) ->
 
 def _one_threshold(value: F64, cap: F64, target: float, tau: float, total: float) -> float:
     """group_thresholds for a single binding group (one request's root): the same sweep, fewer steps."""
+    positive = cap > 0
+    value, cap = value[positive], cap[positive]
     n = len(value)
     position = np.concatenate((value - tau * cap, value))
     order = np.argsort(position)
     position = position[order]
     free = np.cumsum(np.where(order < n, 1, -1))
     level = total - np.concatenate(([0.0], np.cumsum(free[:-1] * np.diff(position)))) / tau
-    k = max(int(np.argmax(level <= target)), 1) - 1
+    hit = level <= target
+    hit[-1] = True  # at the last breakpoint the sum is 0 <= target (rounding aside)
+    k = max(int(np.argmax(hit)), 1) - 1
     return float(position[k] + (level[k] - target) * tau / max(int(free[k]), 1))
 
 
@@ -123,10 +134,33 @@ class _Laminar:
             np.minimum.at(exact, layout.request, np.where(cap2 > 0, value - tau_item * cap2, np.inf))
             nu = np.where(np.isinf(nu), np.where(np.isinf(exact), 0.0, exact), nu)
         self.nu = nu
+        self.cap2 = cap2  # caps tightened by every binding creator and cluster
         self.weights = np.clip((value - nu[layout.request]) / tau_item, 0.0, cap2)
         # multipliers: a candidate's threshold is nu + lambda_cluster + lambda_creator
         self.cluster_level = np.maximum(self.cluster_t, nu[p.cluster_request])
         self.creator_level = np.maximum(self.creator_t, self.cluster_level[p.creator_cluster])
+
+    def shifted(self, p: AllocationProblem, layout: _Layout, mu: F64, nu: F64) -> _Laminar:
+        """The solve at originals' value + mu with root threshold nu, for requests without mixed groups.
+
+        Without mixed groups the tightened caps do not move with mu: an all-original group's standalone
+        threshold moves up by mu with its values, any other group's stays; the root threshold nu comes
+        from the two-sided floor solve (_separable_floor_price), so nothing is solved again here.
+        """
+        out = object.__new__(_Laminar)
+        value = p.value + np.where(p.original, mu[layout.request], 0.0)
+        positive = p.cap > 0
+        n_creators, n_clusters = len(p.creator_cap), len(p.cluster_cap)
+        creator_all_original = sum_by(p.creator, positive & ~p.original, n_creators) == 0
+        cluster_all_original = sum_by(p.creator_cluster, ~creator_all_original, n_clusters) == 0
+        out.creator_t = self.creator_t + np.where(creator_all_original, mu[layout.creator_request], 0.0)
+        out.cluster_t = self.cluster_t + np.where(cluster_all_original, mu[p.cluster_request], 0.0)
+        out.cap2 = self.cap2
+        out.nu = nu
+        out.weights = np.clip((value - nu[layout.request]) / layout.tau_item, 0.0, self.cap2)
+        out.cluster_level = np.maximum(out.cluster_t, nu[p.cluster_request])
+        out.creator_level = np.maximum(out.creator_t, out.cluster_level[p.creator_cluster])
+        return out
 
     def originals_slope(self, p: AllocationProblem, layout: _Layout, value: F64) -> tuple[F64, F64]:
         """d(originals share)/d(mu) to the right of the current mu, and each candidate's threshold rate.
@@ -192,7 +226,21 @@ def solve_fast(problem: AllocationProblem) -> Allocation:
     share = sum_by(layout.request, np.where(p.original, solved.weights, 0.0), p.n_requests)
     short = share < p.floor - _FLOOR_TOL
     if short.any():
-        mu, solved = _floor_prices(p, layout, short, share, solved)
+        separable = short & ~_mixed_groups(p, layout, solved)
+        if separable.any():
+            mu, nu = _separable_floor_price(p, layout, solved)
+            mu = np.where(separable, mu, 0.0)
+            solved = solved.shifted(p, layout, mu, np.where(separable, nu, solved.nu))
+        searched = short & ~separable
+        if searched.any():
+            # search on the requests that need it only, then solve the batch once at the prices found
+            sub = _subproblem(p, searched)
+            sub_layout = _Layout(sub)
+            sub_solved = _Laminar(sub, sub_layout, sub.value)
+            sub_share = sum_by(sub_layout.request, np.where(sub.original, sub_solved.weights, 0.0), sub.n_requests)
+            none = np.zeros(sub.n_requests)
+            mu[searched], _ = _floor_prices(sub, sub_layout, np.ones(sub.n_requests, bool), sub_share, sub_solved, none)
+            solved = _Laminar(p, layout, p.value + np.where(p.original, mu[layout.request], 0.0))
     value = p.value + np.where(p.original, mu[layout.request], 0.0)
     cluster_price = solved.cluster_level - solved.nu[p.cluster_request]
     creator_price = solved.creator_level - solved.cluster_level[p.creator_cluster]
@@ -203,9 +251,66 @@ def solve_fast(problem: AllocationProblem) -> Allocation:
                       cluster_price=cluster_price, cap_price=cap_price, relaxations=relaxations, problem=p)
 
 
-def _floor_prices(p: AllocationProblem, layout: _Layout, short: Bool, share0: F64, solved0: _Laminar
-                  ) -> tuple[F64, _Laminar]:
-    """The floor multiplier mu per request (0 where the floor does not bind) and the solve at mu.
+def _subproblem(p: AllocationProblem, keep: Bool) -> AllocationProblem:
+    """The requests in `keep` alone, renumbered densely."""
+    request_index = np.cumsum(keep) - 1
+    keep_cluster = keep[p.cluster_request]
+    cluster_index = np.cumsum(keep_cluster) - 1
+    keep_creator = keep_cluster[p.creator_cluster]
+    creator_index = np.cumsum(keep_creator) - 1
+    keep_item = keep_creator[p.creator]
+    return AllocationProblem(
+        value=p.value[keep_item], cap=p.cap[keep_item], creator=creator_index[p.creator[keep_item]],
+        creator_cap=p.creator_cap[keep_creator], creator_cluster=cluster_index[p.creator_cluster[keep_creator]],
+        cluster_cap=p.cluster_cap[keep_cluster], cluster_request=request_index[p.cluster_request[keep_cluster]],
+        original=p.original[keep_item], floor=p.floor[keep], tau=p.tau[keep])
+
+
+def _mixed_groups(p: AllocationProblem, layout: _Layout, solved: _Laminar) -> Bool:
+    """(R,) requests with a creator or cluster whose cap can bind and that holds originals and others.
+
+    A group that can never bind (its candidates' caps sum to at most its cap) has threshold -inf and
+    does not couple its originals with its other candidates; neither does a group of one kind, whose
+    tightened caps are the same for every mu (its standalone threshold shifts with its values).
+    """
+    positive = p.cap > 0
+    n_creators, n_clusters = len(p.creator_cap), len(p.cluster_cap)
+    creator_orig = sum_by(p.creator, positive & p.original, n_creators)
+    creator_other = sum_by(p.creator, positive & ~p.original, n_creators)
+    creator_mixed = np.isfinite(solved.creator_t) & (creator_orig > 0) & (creator_other > 0)
+    cluster_orig = sum_by(p.creator_cluster, creator_orig, n_clusters)
+    cluster_other = sum_by(p.creator_cluster, creator_other, n_clusters)
+    cluster_mixed = np.isfinite(solved.cluster_t) & (cluster_orig > 0) & (cluster_other > 0)
+    creator_request = layout.creator_request
+    return (sum_by(creator_request, creator_mixed, p.n_requests) + sum_by(p.cluster_request, cluster_mixed,
+                                                                         p.n_requests)) > 0
+
+
+def _separable_floor_price(p: AllocationProblem, layout: _Layout, solved: _Laminar) -> tuple[F64, F64]:
+    """(mu, nu) where the floor binds and no group mixes originals with others: two independent root finds.
+
+    The tightened caps do not move with mu then (see _mixed_groups), so originals fill exactly the floor
+    under their own threshold theta_O and the others fill 1 - floor under theta_N = nu;
+    mu = theta_N - theta_O.
+    """
+    side = layout.request * 2 + p.original  # (N,) group: (request, 0 others | 1 originals)
+    target = np.stack((1.0 - p.floor, p.floor), axis=1).reshape(-1)
+    tau = np.repeat(p.tau, 2)
+    theta = group_thresholds(p.value, solved.cap2, side, target, tau)
+    if np.isinf(theta).any():
+        # a side whose capacity equals its target exactly: every member at its cap, largest valid threshold
+        exact = np.full(len(theta), np.inf)
+        np.minimum.at(exact, side, np.where(solved.cap2 > 0, p.value - layout.tau_item * solved.cap2, np.inf))
+        theta = np.where(np.isinf(theta), np.where(np.isinf(exact), 0.0, exact), theta)
+    by_side = theta.reshape(-1, 2)
+    mu: F64 = np.maximum(by_side[:, 0] - by_side[:, 1], 0.0)
+    nu: F64 = by_side[:, 0]
+    return mu, nu
+
+
+def _floor_prices(p: AllocationProblem, layout: _Layout, short: Bool, share0: F64, solved0: _Laminar,
+                  mu0: F64) -> tuple[F64, _Laminar]:
+    """The floor multiplier mu of the `short` requests (others keep mu0) and the solve at the result.
 
     The originals' share is nondecreasing and piecewise linear in mu. The search keeps a bracket
     [lo, hi] (share below / above the floor) and tries, in order: a Newton step from lo with the exact
@@ -222,7 +327,7 @@ def _floor_prices(p: AllocationProblem, layout: _Layout, short: Bool, share0: F6
     moved = np.zeros(n, np.int8)  # which bracket end moved last: -1 lo, +1 hi
     stalled = np.zeros(n, np.int64)  # consecutive steps that landed below the floor
     done = ~short
-    mu = np.zeros(n)
+    mu = mu0.copy()  # requests not searched keep theirs
     solved = solved0
     for _ in range(_MAX_FLOOR_STEPS):
         bounded = np.isfinite(hi)
@@ -258,6 +363,6 @@ def _floor_prices(p: AllocationProblem, layout: _Layout, short: Bool, share0: F6
             break
     settled = np.where(np.abs(gap) <= _FLOOR_TOL, mu, hi)  # where the bracket collapsed, take the feasible end
     if np.array_equal(settled, mu):
-        return np.where(short, mu, 0.0), solved
-    mu = np.where(short, np.where(np.isfinite(settled), settled, mu), 0.0)
+        return np.where(short, mu, mu0), solved
+    mu = np.where(short, np.where(np.isfinite(settled), settled, mu), mu0)
     return mu, _Laminar(p, layout, p.value + np.where(p.original, mu[request], 0.0))

@@ -203,7 +203,7 @@ def build_problem(
     mismatch = creator_cluster[creator] != cluster
     if mismatch.any():
         i = int(np.flatnonzero(mismatch)[0])
-        other = int(clusters[np.flatnonzero(creator == creator[i])[0]])
+        other = int(clusters[(creator == creator[i]) & (clusters != clusters[i])][0])
         raise AllocationInputError(
             f"creator {int(creators[i])} appears in clusters {other} and {int(clusters[i])} in request {int(req[i])}; "
             "creators must nest inside clusters: give each creator one cluster id")

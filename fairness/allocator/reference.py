@@ -87,7 +87,7 @@ def _build(size: int) -> _Program:
 class ReferenceAllocator:
     """cvxpy reference solver; `solve(problem)` solves each request, one compiled program per bucket."""
 
-    def __init__(self, *, solver: str = cp.CLARABEL, tolerance: float = 1e-10) -> None:
+    def __init__(self, *, solver: str = cp.CLARABEL, tolerance: float = 1e-12) -> None:
         self.solver = solver
         self.tolerance = tolerance
         self._programs: dict[int, _Program] = {}

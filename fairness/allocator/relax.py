@@ -62,7 +62,13 @@ def min_scale(scale_of: F64, held: F64, group: I64, n_groups: int, need: F64) ->
     hit = value_at >= need[g] - FEASIBILITY_TOL
     hit[np.r_[starts[1:] - 1, len(g) - 1]] = True  # the last breakpoint always reaches `reach` >= need
     first = np.minimum.reduceat(np.where(hit, np.arange(len(g)), len(g)), starts)
-    theta = (need[g[first]] - before_b[first]) / (total_a[first] - before_a[first])
+    # the root on the piece [ratio_first-1, ratio_first]: members before `first` are full, the rest grow;
+    # both sums are taken over the members themselves (differences of running sums cancel when the
+    # growing members' scales are tiny next to the full ones' and left the capacity short of 1)
+    growing = np.arange(len(g)) >= np.repeat(first, sizes)
+    full_b = sum_by(g, np.where(growing, 0.0, b), n_groups)[g[starts]]
+    growing_a = sum_by(g, np.where(growing, a, 0.0), n_groups)[g[starts]]
+    theta = (need[g[starts]] - full_b) / growing_a
     out[g[starts]] = np.maximum(theta, 1.0)
     return out
 
@@ -78,7 +84,7 @@ def make_feasible(problem: AllocationProblem) -> tuple[AllocationProblem, tuple[
         creator_room, _, _ = capacities(p)
         inside = sum_by(p.creator_cluster, creator_room, len(p.cluster_cap))
         theta = min_scale(p.cluster_cap, inside, p.cluster_request, p.n_requests, ones)
-        relaxations += _report(theta, p, "cluster_cap", room, "the clusters present",
+        relaxations += _report(theta, p, "cluster_cap", p.cluster_cap, p.cluster_request, room, "the clusters present",
                                "raise allocation.cluster_cap or retrieve candidates from more operator clusters")
         # "lifted entirely" means cap 1, zero caps included (scaling a 0 by a huge factor left it at 0)
         p = p.replace(cluster_cap=np.where(np.isinf(theta)[p.cluster_request], 1.0, np.minimum(
@@ -88,7 +94,7 @@ def make_feasible(problem: AllocationProblem) -> tuple[AllocationProblem, tuple[
         item_room = sum_by(p.creator, p.cap, len(p.creator_cap))
         creator_request = p.cluster_request[p.creator_cluster]
         theta = min_scale(p.creator_cap, item_room, creator_request, p.n_requests, ones)
-        relaxations += _report(theta, p, "creator_cap", room, "the creators present",
+        relaxations += _report(theta, p, "creator_cap", p.creator_cap, creator_request, room, "the creators present",
                                "raise allocation.creator_cap or retrieve candidates from more creators")
         p = p.replace(creator_cap=np.where(np.isinf(theta)[creator_request], 1.0, np.minimum(
             p.creator_cap * np.where(np.isinf(theta), 1.0, theta)[creator_request], 1.0)))
@@ -96,7 +102,7 @@ def make_feasible(problem: AllocationProblem) -> tuple[AllocationProblem, tuple[
     if (room < 1.0 - FEASIBILITY_TOL).any():
         request = p.request
         theta = min_scale(p.cap, np.ones_like(p.cap), request, p.n_requests, ones)
-        relaxations += _report(theta, p, "item_cap", room, "the candidates present",
+        relaxations += _report(theta, p, "item_cap", p.cap, request, room, "the candidates present",
                                "raise allocation.item_cap or send more candidates")
         banned = np.isinf(theta)[request]  # every candidate capped at 0: serve by utility alone
         p = p.replace(cap=np.where(banned, 1.0, np.minimum(p.cap * np.where(np.isinf(theta), 1.0, theta)[request],
@@ -114,10 +120,12 @@ def make_feasible(problem: AllocationProblem) -> tuple[AllocationProblem, tuple[
     return p, tuple(relaxations)
 
 
-def _report(theta: F64, problem: AllocationProblem, constraint: str, room: F64, what: str, fix: str
-            ) -> list[Relaxation]:
+def _report(theta: F64, problem: AllocationProblem, constraint: str, caps: F64, owner: I64, room: F64, what: str,
+            fix: str) -> list[Relaxation]:
+    """One record per request whose caps at this level actually changed."""
     out = []
-    for r in np.flatnonzero(theta > 1.0):
+    below_one = sum_by(owner, caps < 1.0, problem.n_requests) > 0  # caps already at 1 cannot give way
+    for r in np.flatnonzero((theta > 1.0) & below_one):
         lifted = bool(np.isinf(theta[r]))
         factor = "lifted entirely" if lifted else f"scaled by {theta[r]:.4g}"
         out.append(Relaxation(

@@ -1,8 +1,9 @@
 """Seeded random allocation problems shaped like real traffic, for tests and benchmarks.
 
 Creators have a heavy-tailed number of candidates, most operator clusters hold one creator and a few
-hold many (matrix accounts), about a third of the candidates are eligible originals, and the caps
-and floor are set so that every kind of constraint binds somewhere.
+hold many (matrix accounts, never originals), about a third of the creators are originals (a few
+mix originals and re-uploads), and the caps and floor are set so that every kind of constraint
+binds somewhere.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def random_problem(
     cluster_cap: float = 0.12,
     floor: float = 0.35,
     original_share: float = 0.3,
+    mixed_share: float = 0.05,
     farms: int | None = None,
 ) -> AllocationProblem:
     """One request with n candidates; value ~ N(0, 1) plus a creator effect."""
@@ -34,6 +36,10 @@ def random_problem(
         members = rng.choice(n_creators, size=min(n_creators, int(rng.integers(3, 12))), replace=False)
         cluster[members] = n_creators + farm
     value = rng.normal(size=n) + 0.5 * rng.normal(size=n_creators)[creator]
-    original = rng.random(n) < original_share
+    # originality is mostly a property of the creator (original creators vs re-uploaders); a few
+    # creators mix both, which couples the floor with their caps
+    creator_original = (rng.random(n_creators) < original_share) & (cluster < n_creators)  # farms copy
+    mixed = rng.random(n_creators) < mixed_share
+    original = np.where(mixed[creator], rng.random(n) < 0.5, creator_original[creator])
     return build_problem(value, creator_ids=creator, cluster_ids=cluster[creator], original=original, tau=tau,
                          item_cap=item_cap, creator_cap=creator_cap, cluster_cap=cluster_cap, floor=floor)

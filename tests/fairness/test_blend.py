@@ -34,7 +34,7 @@ def test_normalization_is_fixed_not_per_request() -> None:
 
 
 def test_budget_mode_prices_risk_and_complaints_by_their_duals() -> None:
-    policy = load_policy(overrides=["blend.mode=budgets"])
+    policy = load_policy(overrides=["blend.mode=budgets", "budgets.risk=0.05", "budgets.complaint=0.02"])
     w = BlendWeights.from_policy(policy, budget_prices={"risk": 0.7, "complaint": 0.2})
     assert (w.risk, w.complaint) == (0.7, 0.2)
     assert w.gmv == policy.blend.gmv

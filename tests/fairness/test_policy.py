@@ -37,8 +37,9 @@ def test_override_typo_suggests_the_key() -> None:
          r"newcomer_floor 0\.06 exceeds planner\.cluster_cap 0\.05.*lower newcomer_floor to at most 0\.05"),
         (["allocation.creator_cap=0.5"], r"creator_cap 0\.5 exceeds allocation\.cluster_cap 0\.3"),
         (["blend.risk=9"], r"blend\.risk = 9 lies outside its own override range \[0\.5, 5\]"),
-        (["blend.mode=budgets", "budgets.risk=nan"], r"budgets\.risk"),
-        (["blend.mode=budgets"], None),  # the default file sets both budgets: valid
+        (["blend.mode=budgets", "budgets.risk=nan", "budgets.complaint=0.02"], r"budgets\.risk"),
+        (["blend.mode=budgets"], r"blend\.mode = 'budgets'.*budgets\.risk = None"),
+        (["blend.mode=budgets", "budgets.risk=0.05", "budgets.complaint=0.02"], None),
     ],
 )
 def test_bad_settings_name_the_conflict(overrides: list[str], message: str | None) -> None:
@@ -50,7 +51,8 @@ def test_bad_settings_name_the_conflict(overrides: list[str], message: str | Non
 
 
 def test_budget_mode_needs_both_budgets(tmp_path: Path) -> None:
-    text = DEFAULT_POLICY.read_text().replace('mode = "weights"', 'mode = "budgets"').replace("complaint = 0.02\n", "")
+    text = DEFAULT_POLICY.read_text().replace('mode = "weights"', 'mode = "budgets"').replace(
+        'risk = "none"', "risk = 0.05")
     path = tmp_path / "p.toml"
     path.write_text(text)
     with pytest.raises(PolicyError, match=r"blend\.mode = 'budgets'.*budgets\.complaint = None"):
