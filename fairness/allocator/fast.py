@@ -48,9 +48,10 @@ def group_thresholds(value: F64, cap: F64, group: I64, target: F64, tau: F64) ->
         out[0] = _one_threshold(value, cap, float(target[0]), float(tau[0]), float(total[0]))
         return out
     if n_groups <= _FEW_GROUPS:  # e.g. one request's two floor sides: plain sorts beat the keyed sort
-        for k in np.flatnonzero(binding):
-            inside = group == k
-            out[k] = _one_threshold(value[inside], cap[inside], float(target[k]), float(tau[k]), float(total[k]))
+        for one in np.flatnonzero(binding):
+            inside = group == one
+            out[one] = _one_threshold(value[inside], cap[inside], float(target[one]), float(tau[one]),
+                                      float(total[one]))
         return out
     positive = cap > 0
     members = np.bincount(group[positive], minlength=n_groups)
