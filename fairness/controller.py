@@ -34,6 +34,7 @@ class PriceController:
         self.keys = np.asarray(keys, dtype=np.int64)
         self.targets = np.asarray(targets, dtype=np.float64)
         self.prices = np.clip(np.asarray(initial_prices, dtype=np.float64), -settings.max_price, settings.max_price)
+        self.initial_prices = self.prices.copy()
         if not (self.keys.shape == self.targets.shape == self.prices.shape) or self.keys.ndim != 1:
             raise ValueError(f"keys {self.keys.shape}, targets {self.targets.shape} and initial_prices "
                              f"{self.prices.shape} must be equal 1-D shapes, one entry per key")
@@ -71,6 +72,20 @@ class PriceController:
         error = np.clip((self.smoothed - self.targets) / np.maximum(self.targets, self.min_target), -1.0, 1.0)
         self.prices = np.clip(self.prices + s.gain * error, -s.max_price, s.max_price)
         self.updates += 1
+
+    def correction_of(self, keys: ArrayLike) -> F64:
+        """What the controller has learned on top of its warm start, per key (0 for unknown keys)."""
+        index, found = self._index(keys)
+        return np.where(found, self.prices[index] - self.initial_prices[index], 0.0)
+
+    def carry_over(self, previous: PriceController) -> None:
+        """Start from this plan's duals plus the correction the previous controller had learned, per key.
+
+        A new plan's duals come from an idealized fluid program; what the controller learned about how
+        real traffic responds to prices stays valid across plans, so it is kept rather than reset.
+        """
+        self.prices = np.clip(self.prices + previous.correction_of(self.keys), -self.settings.max_price,
+                              self.settings.max_price)
 
     def price_of(self, keys: ArrayLike) -> F64:
         """Current price per key; 0 for keys the controller does not know."""

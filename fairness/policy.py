@@ -109,16 +109,20 @@ class PlannerSection(_Section):
     beta: PositiveShare = Field(description="Merit exponent of the anti-Matthew targets m^beta (beta < 1 is "
                                             "concave: damps rich-get-richer).")
     kappa: Annotated[float, Field(ge=1.0)] = Field(
-        description="Headroom of the anti-Matthew cap: a creator gets at most kappa x its concave merit share.")
-    cluster_cap: PositiveShare = Field(description="Max share of all exposure one operator cluster may take.")
+        description="Headroom of the anti-Matthew cap: an operator cluster gets at most kappa x its concave merit "
+                    "share (cluster merit = the max over its accounts, so splitting gains nothing).")
+    cluster_cap: PositiveShare = Field(description="Max share of all exposure one operator cluster may take, "
+                                                   "whatever its merit.")
     originals_floor: Share = Field(description="Share of all exposure guaranteed to eligible originals, split "
                                                "over their clusters by cluster merit.")
     newcomer_share: Share = Field(description="Share of all exposure reserved for newcomer exploration.")
     newcomer_floor: Share = Field(description="Most any one newcomer cluster is guaranteed from newcomer_share.")
     lcb_z: NonNegative = Field(description="Merit is a lower confidence bound, mean - lcb_z x standard error, so "
                                            "noisy newcomers are not over-rewarded.")
-    ridge: NonNegative = Field(description="Ridge (gamma/2)||x||^2 on the planner's shares: 0 is the LP; > 0 makes "
-                                           "the solution unique and enables the dual-ascent route.")
+    ridge: NonNegative = Field(description="Ridge on the planner's shares, per average pair ((ridge P / 2) ||x||^2 "
+                                           "over P pairs, the same strength at any size): 0 is the LP, whose targets "
+                                           "pile on the best clusters up to their caps; > 0 spreads targets in "
+                                           "proportion to value and makes them unique.")
     horizon_rounds: Positive = Field(description="Rounds (days) the plan covers.")
     ttl_seconds: Positive = Field(description="Seconds after creation at which a plan is stale.")
     solver: Literal["auto", "highs", "clarabel", "dual_ascent"] = Field(

@@ -13,6 +13,7 @@ from experiments.policies.baselines import (
     OraclePolicy,
     RandomPolicy,
 )
+from experiments.policies.engine import EnginePolicy
 from experiments.policies.fairco import FairCoPolicy
 from experiments.policies.floors import AccountFloorsPolicy
 from experiments.policies.pmmf import PMMFPolicy
@@ -26,6 +27,8 @@ POLICIES: dict[str, tuple[str, Callable[[ScenarioConfig], Policy]]] = {
     "fairco": ("FairCo (Morik et al. 2020): P1 + controller on per-account exposure/merit debt", FairCoPolicy),
     "pmmf": ("P-MMF (Xu et al. 2023): P1 minus per-account dual prices toward max-min exposure", PMMFPolicy),
     "floors": ("FairRec-style per-account exposure floors, then P1 (not cluster aware)", AccountFloorsPolicy),
+    "ecorank": ("the ecorank engine: blend + traffic plan + price controller + per-request allocator (cluster "
+                "aware)", EnginePolicy),
 }
 
 

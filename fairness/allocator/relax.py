@@ -52,24 +52,25 @@ def min_scale(scale_of: F64, held: F64, group: I64, n_groups: int, need: F64) ->
     starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
     sizes = np.diff(np.r_[starts, len(g)])
     start_of = np.repeat(starts, sizes)
-    cum_a = np.cumsum(a)
-    cum_b = np.cumsum(b)
-    before_a = cum_a - a - (cum_a[start_of] - a[start_of])  # sums over members before j in the group
-    before_b = cum_b - b - (cum_b[start_of] - b[start_of])
-    total_a = sum_by(g, a, n_groups)[g]
-    # at theta = ratio_j, members before j are full (held), j and later grow as theta * a
-    value_at = before_b + ratio * (total_a - before_a)
-    hit = value_at >= need[g] - FEASIBILITY_TOL
-    hit[np.r_[starts[1:] - 1, len(g) - 1]] = True  # the last breakpoint always reaches `reach` >= need
-    first = np.minimum.reduceat(np.where(hit, np.arange(len(g)), len(g)), starts)
-    # the root on the piece [ratio_first-1, ratio_first]: members before `first` are full, the rest grow;
-    # both sums are taken over the members themselves (differences of running sums cancel when the
-    # growing members' scales are tiny next to the full ones' and left the capacity short of 1)
-    growing = np.arange(len(g)) >= np.repeat(first, sizes)
-    full_b = sum_by(g, np.where(growing, 0.0, b), n_groups)[g[starts]]
-    growing_a = sum_by(g, np.where(growing, a, 0.0), n_groups)[g[starts]]
-    theta = (need[g[starts]] - full_b) / growing_a
-    out[g[starts]] = np.maximum(theta, 1.0)
+    position = np.repeat(np.arange(len(starts)), sizes)  # each member's group, as an index into starts
+    groups = g[starts]
+    # The root lies on the piece that ends at the first breakpoint `first` where the total reaches `need`.
+    # Binary search for it per group, evaluating the total at a breakpoint from the members themselves
+    # (sum_j min(theta a_j, b_j)): running sums would subtract a large prefix from a large total, and lose the
+    # tiny scales that decide the piece (caps of 1e-45 after one of 0.05 left the capacity at 0.95).
+    low, high = np.zeros(len(starts), np.int64), sizes - 1  # the last breakpoint reaches `reach` >= need
+    while (open_ := low < high).any():
+        middle = (low + high) // 2
+        theta_mid = ratio[starts + middle][position]
+        reached = sum_by(g, np.minimum(theta_mid * a, b), n_groups)[groups] >= need[groups] - FEASIBILITY_TOL
+        high = np.where(open_ & reached, middle, high)
+        low = np.where(open_ & ~reached, middle + 1, low)
+    # the root on the piece [ratio_first-1, ratio_first]: members before `first` are full, the rest grow
+    growing = np.arange(len(g)) - start_of >= low[position]
+    full_b = sum_by(g, np.where(growing, 0.0, b), n_groups)[groups]
+    growing_a = sum_by(g, np.where(growing, a, 0.0), n_groups)[groups]
+    theta = (need[groups] - full_b) / growing_a
+    out[groups] = np.maximum(theta, 1.0)
     return out
 
 

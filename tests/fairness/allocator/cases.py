@@ -222,8 +222,10 @@ def kkt_violations(allocation: Allocation, *, tol: float) -> list[str]:
     positive = p.cap > tol
     check("cap_price = max(0, excess - tau cap)", positive & (np.abs(allocation.cap_price - cap_excess) > tol),
           allocation.cap_price - cap_excess)
-    check("cap_price >= excess at a zero cap", ~positive & (allocation.cap_price < excess - tol),
-          allocation.cap_price - excess)
+    # (a cap within tol of 0 counts as zero; its multiplier is then excess - tau cap, not excess: with tau 10
+    # a cap of 1e-9 holds back 1e-8 less)
+    check("cap_price >= excess at a zero cap", ~positive & (allocation.cap_price < cap_excess - tol),
+          allocation.cap_price - cap_excess)
     # complementary slackness
     check("cap_price > 0 off its cap", (allocation.cap_price > tol) & (w < p.cap - tol), allocation.cap_price)
     check("creator_price > 0 off its cap", (allocation.creator_price > tol) & (creator_sum < p.creator_cap - tol),

@@ -237,3 +237,19 @@ def test_random_infeasible_requests_relax_minimally() -> None:
                 assert "lifted entirely" in r.reason
                 start = start.replace(**{field: np.ones_like(base)})
     assert min(checked.values()) >= 50, checked
+
+
+def test_tiny_caps_next_to_large_ones_still_hold_all_traffic() -> None:
+    """Regression (found by hypothesis): creator caps of 1.4e-45 beside one of 0.05 in one request. The scale
+    factor's piece was chosen from differences of running sums, which lost the tiny caps entirely, so the
+    relaxed caps held 0.95 and the weights summed to that. The factor is now exact: the two tiny creators
+    grow together until the request holds 1, each to (1 - 0.55) / 2 = 0.225."""
+    problem = build_problem(np.zeros(11), creator_ids=np.r_[np.zeros(9, np.int64), 1, 2],
+                            cluster_ids=np.zeros(11, np.int64), original=np.zeros(11, bool), tau=1e-3,
+                            item_cap=np.r_[np.zeros(7), 0.05, 0.5, 0.25, 0.25],
+                            creator_cap=np.r_[np.full(9, 0.05), 1.4e-45, 1.4e-45], cluster_cap=0.0)
+    allocation = solve_fast(problem)
+    assert kkt_violations(allocation, tol=1e-9) == []
+    assert allocation.problem is not None
+    np.testing.assert_allclose(allocation.problem.creator_cap, [1.0, 0.225, 0.225], rtol=1e-12)  # scaled, at most 1
+    assert [r.constraint for r in allocation.relaxations] == ["cluster_cap", "creator_cap"]

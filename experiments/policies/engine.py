@@ -1,0 +1,148 @@
+"""The ecorank engine as a simulator policy: blend + plan + price controller + per-request allocator.
+
+Fed by observable signals only: the four heads come from `estimate_heads` (the stand-in for a trained
+multi-task bundle), creator statistics from the candidates the policy has seen, exposure from the
+observable account history, operator clusters from the detector (`AccountHistory.cluster_key`). Every
+`planner.horizon_rounds` rounds it re-plans from those statistics; in between, the price controllers
+move prices from the exposure each creator and cluster actually received. Each round, all requests are
+allocated in one batched call of the same `FairnessEngine` the gRPC server uses, and slates are ranked
+from the traffic weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from experiments.config import ScenarioConfig
+from experiments.policies.base import F64, Slate
+from experiments.policies.estimates import estimate_heads
+from experiments.simulator.observation import Observation, Truth
+from fairness.blend import HeadPredictions, blend_terms, suggest_gmv_scale
+from fairness.engine import CandidateBatch, FairnessEngine
+from fairness.planner import PlanInputs, merit_lower_bound, plan_traffic
+from fairness.policy import load_policy
+from fairness.slate import slate_from_weights
+
+ORIGINALITY_FLAG = 0.7  # the originality score above which the fingerprint check calls an item original
+
+
+class _CreatorStats:
+    """Exponentially weighted per-account statistics of what the policy has seen (observable only)."""
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+        self.names = ("count", "reward", "reward_sq", "utility", "risk", "complaint", "originality", "prosperity")
+        self.sums: dict[str, F64] = {name: np.zeros(0) for name in self.names}
+
+    def add(self, account: np.ndarray, n_accounts: int, values: dict[str, F64]) -> None:
+        for name in self.names:
+            grown = np.zeros(n_accounts)
+            grown[: len(self.sums[name])] = self.sums[name][:n_accounts]
+            weights = np.ones(len(account)) if name == "count" else values[name]
+            self.sums[name] = self.decay * grown + np.bincount(account, weights=weights, minlength=n_accounts)
+
+    def mean(self, name: str) -> F64:
+        return self.sums[name] / np.maximum(self.sums["count"], 1e-12)
+
+
+class EnginePolicy:
+    """ecorank: cluster-aware fair allocation from observable signals."""
+
+    name = "ecorank"
+    uses_ground_truth = False
+
+    def __init__(self, config: ScenarioConfig) -> None:
+        self.config = config
+        self.fairness = load_policy(config.policies.ecorank_policy)
+        self.engine = FairnessEngine(self.fairness)
+        self.stats = _CreatorStats(decay=0.9)
+        self.replan_every = max(1, round(self.fairness.planner.horizon_rounds))
+        self.previous_exposure = np.zeros(0)
+        self.requests_seen = 0.0
+        self.last_round = -1
+        self.plans = 0
+        self.calibrate_gmv_scale = True
+
+    def rank(self, obs: Observation, *, rng: np.random.Generator, truth: Truth | None = None) -> Slate:
+        if obs.round <= self.last_round:  # a new run reusing this object: start afresh
+            self.__init__(self.config)  # type: ignore[misc]
+        self.last_round = obs.round
+        c = obs.candidates
+        rows, cols = c.shape
+        est = estimate_heads(c, self.config)
+        heads = HeadPredictions(gmv=est.gmv.ravel(), prosperity=est.prosperity.ravel(), risk=est.risk.ravel(),
+                                complaint=est.complaint.ravel())
+        if self.calibrate_gmv_scale:
+            # the GMV term's currency scale, fixed once from the first round's predictions (observable), so
+            # that it is O(1) like the probability heads (fairness/blend.py, "Normalization")
+            blend = self.fairness.blend.model_copy(update={"gmv_scale": suggest_gmv_scale(heads.gmv, quantile=0.99)})
+            self.fairness = self.fairness.model_copy(update={"blend": blend})
+            self.engine = FairnessEngine(self.fairness)
+            self.calibrate_gmv_scale = False
+        account = c.account.ravel()
+        n_accounts = len(obs.accounts.alive)
+        cluster_key = obs.accounts.cluster_key()
+        self._feed_back(obs, cluster_key)
+        self._learn(heads, account, c.originality.ravel(), n_accounts, rows)
+        if self.plans == 0 or obs.round % self.replan_every == 0:
+            self._replan(obs, cluster_key)
+        batch = CandidateBatch(creator=account, cluster=cluster_key[account],
+                               original=c.originality.ravel() >= ORIGINALITY_FLAG, heads=heads,
+                               request=np.repeat(np.arange(rows), cols))
+        result = self.engine.allocate(batch, now=float(obs.round))
+        weights = result.weights.reshape(rows, cols)
+        value = result.value.reshape(rows, cols)
+        sample = self.fairness.allocation.slate == "sample"
+        positions, propensity = slate_from_weights(weights, obs.n_slots, tie_break=value,
+                                                   rng=rng if sample else None)
+        return Slate(positions=positions, propensity=propensity)
+
+    def _learn(self, heads: HeadPredictions, account: np.ndarray, originality: F64, n_accounts: int,
+               requests: int) -> None:
+        terms = blend_terms(heads, self.engine.blend_weights(), gmv_scale=self.fairness.blend.gmv_scale)
+        reward = terms["gmv"] + terms["prosperity"]
+        self.stats.add(account, n_accounts, {
+            "reward": reward, "reward_sq": reward**2, "utility": reward + terms["risk"] + terms["complaint"],
+            "risk": heads.risk, "complaint": heads.complaint, "originality": originality,
+            "prosperity": heads.prosperity,
+        })
+        self.requests_seen = self.stats.decay * self.requests_seen + requests
+
+    def _feed_back(self, obs: Observation, cluster_key: np.ndarray) -> None:
+        exposure = obs.accounts.exposure
+        previous = np.zeros(len(exposure))
+        previous[: len(self.previous_exposure)] = self.previous_exposure
+        realized = exposure - previous
+        self.previous_exposure = exposure.copy()
+        shown = np.flatnonzero(realized > 0)
+        if len(shown) and self.plans:
+            self.engine.observe(creator=shown, cluster=cluster_key[shown], exposure=realized[shown])
+
+    def _replan(self, obs: Observation, cluster_key: np.ndarray) -> None:
+        h, s, p = obs.accounts, self.stats, self.fairness
+        seen = s.sums["count"][: len(h.alive)] > 0
+        creators = np.flatnonzero(h.alive[: len(seen)] & seen)
+        if len(creators) == 0:
+            return
+        count = s.sums["count"][creators]
+        mean_reward = s.mean("reward")[creators]
+        variance = np.maximum(s.mean("reward_sq")[creators] - mean_reward**2, 0.0)
+        merit = merit_lower_bound(mean_reward, np.sqrt(variance / np.maximum(count, 1.0)), p.planner.lcb_z)
+        e = p.eligibility
+        original = ((s.mean("originality")[creators] >= ORIGINALITY_FLAG) & (s.mean("risk")[creators] <= e.max_risk)
+                    & (s.mean("prosperity")[creators] >= e.min_prosperity))
+        # exploration floors go to young accounts that pass the risk bar: an exploration quota open to any
+        # new account is the easiest thing for a farm of fresh sybil accounts to collect
+        newcomer = (((h.age[creators] < e.newcomer_rounds) | (h.impressions[creators] < e.newcomer_impressions))
+                    & (s.mean("risk")[creators] <= e.max_risk))
+        appearance = count / max(self.requests_seen, 1e-12)  # share of requests the creator is a candidate in
+        n = len(creators)
+        inputs = PlanInputs(
+            creator=creators.astype(np.int64), cluster=cluster_key[creators], merit=merit, original=original,
+            newcomer=newcomer, segments=("feed",), supply=np.ones(1), pair_segment=np.zeros(n, np.int64),
+            pair_creator=np.arange(n, dtype=np.int64), value=s.mean("utility")[creators],
+            demand=np.minimum(1.0, appearance * p.allocation.creator_cap),
+            risk=s.mean("risk")[creators], complaint=s.mean("complaint")[creators])
+        self.plans += 1
+        plan = plan_traffic(inputs, p, version=self.plans, now=float(obs.round))
+        self.engine.set_plan(plan)
