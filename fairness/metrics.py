@@ -10,6 +10,7 @@ with ``n = len(E)`` and ``T = sum(E)``; shares are ``p_i = E_i / T``.
 - ``exposure_entropy``: H = -sum_i p_i log p_i, divided by log n when normalized
   (1 = equal, 0 = one takes all).
 - ``top_share``: sum of the k = max(1, ceil(fraction * n)) largest E_i, divided by T.
+- ``bottom_share``: the same for the k smallest (default fraction 0.1).
 - ``max_min_share``: min_i E_i / (rho_i T) with rho_i = 1/n by default, i.e.
   min_i E_i / mean(E).
 - ``merit_disparity``: max_g r_g - min_g r_g, r_g = (E(g) / T) / (M(g) / sum(M)) for
@@ -40,6 +41,7 @@ FloatArray = NDArray[np.float64]
 __all__ = [
     "aggregate_by_group",
     "average_ranks",
+    "bottom_share",
     "cluster_entropy",
     "cluster_gini",
     "cluster_top_share",
@@ -234,6 +236,24 @@ def top_share(exposure: ArrayLike, *, fraction: float = 0.01) -> float:
     # np.partition puts the k largest values in the last k slots in O(n), no full sort.
     largest = np.partition(values, n - k)[n - k :]
     return float(largest.sum() / total)
+
+
+def bottom_share(exposure: ArrayLike, *, fraction: float = 0.1) -> float:
+    """Share of total exposure held by the bottom k = max(1, ceil(fraction * n)) holders.
+
+    The mirror of `top_share`; divided by k / n it is the bottom's mean exposure over everyone's
+    (1 = equal), a steadier view of the worst-off than `max_min_share`'s single account.
+    Returns 0.0 when total exposure is 0.
+    """
+    _check_fraction(fraction)
+    values = _check_exposure(exposure)
+    n = len(values)
+    total = values.sum()
+    if total == 0:
+        return 0.0
+    k = min(n, max(1, math.ceil(round(fraction * n, 9))))
+    smallest = np.partition(values, k - 1)[:k]
+    return float(smallest.sum() / total)
 
 
 def max_min_share(

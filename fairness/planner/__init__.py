@@ -19,6 +19,7 @@ from fairness.planner.plan import (
     load_plan,
     plan_traffic,
     save_plan,
+    solve_program,
 )
 from fairness.planner.program import ExposureProgram, Solution, build_program, solve_cvxpy
 from fairness.planner.synthetic import synthetic_inputs
@@ -41,5 +42,6 @@ __all__ = [
     "save_plan",
     "solve_cvxpy",
     "solve_dual_ascent",
+    "solve_program",
     "synthetic_inputs",
 ]

@@ -157,7 +157,7 @@ def plan_traffic(inputs: PlanInputs, policy: FairnessPolicy, *, version: int = 1
     """
     created_at = time.time() if now is None else float(now)
     program = build_program(inputs, policy.planner, policy.budgets)
-    solution, notes = _solve(program, policy.planner.solver, progress=progress)
+    solution, notes = solve_program(program, policy.planner.solver, progress=progress)
 
     creator_target = np.bincount(program.pair_creator, weights=solution.x, minlength=program.n_creators)
     cluster_target = np.bincount(program.pair_cluster, weights=solution.x, minlength=program.n_clusters)
@@ -198,17 +198,23 @@ def choose_solver(program: ExposureProgram, solver: str) -> str:
     return "highs" if program.ridge == 0 and program.n_pairs <= HIGHS_SIZE_LIMIT else "clarabel"
 
 
-def _solve(program: ExposureProgram, solver: str, *, progress: bool) -> tuple[Solution, list[str]]:
-    """Solve with the chosen solver; if a cvxpy solver fails numerically, fall back (and say so).
+def solve_program(program: ExposureProgram, solver: str = "auto", *, progress: bool = False,
+                  options: Mapping[str, Mapping[str, float | int | bool]] | None = None,
+                  ) -> tuple[Solution, list[str]]:
+    """Solve with the chosen solver; if a cvxpy solver fails or is only "inaccurate", fall back (and say so).
 
     Fallbacks: HiGHS -> Clarabel; Clarabel -> HiGHS for an LP, dual ascent for a QP (HiGHS' QP solver
-    took 14 s at 1e4 pairs where Clarabel took 0.2 s, and failed on a strongly regularized one).
+    took 14 s at 1e4 pairs where Clarabel took 0.2 s, and failed on a strongly regularized one). An
+    inaccurate answer is kept only when the fallback does no better: Clarabel's interior point reports
+    "inaccurate" on degenerate LPs (a cluster cap of 0 next to demands of 1e-7) with cap prices of 1e10
+    that HiGHS' simplex gets exactly. `options` maps a cvxpy solver's name to its settings.
     """
     chosen = choose_solver(program, solver)
     fallback = {"highs": "clarabel", "clarabel": "highs" if program.ridge == 0 else "dual_ascent"}
     order = [chosen] if chosen == "dual_ascent" else [chosen, fallback[chosen]]
     notes: list[str] = []
     failures: list[str] = []
+    inaccurate: Solution | None = None
     for name in order:
         if name == "dual_ascent":
             if program.ridge == 0:
@@ -219,12 +225,22 @@ def _solve(program: ExposureProgram, solver: str, *, progress: bool) -> tuple[So
             solution = solve_dual_ascent(program, progress=progress)
         else:
             try:
-                solution = solve_cvxpy(program, name)
+                solution = solve_cvxpy(program, name, options=(options or {}).get(name))
             except (SolverFailure, cp.SolverError) as err:
                 failures.append(f"{name}: {err}")
                 continue
+            if solution.status != "optimal" and name != order[-1]:
+                inaccurate = inaccurate or solution
+                failures.append(f"{name}: status {solution.status!r}")
+                continue
+        if solution.status != "optimal" and inaccurate is not None:
+            break  # the fallback did no better: keep the first answer
         notes.extend(f"fell back after {failure}" for failure in failures)
         return solution, notes
+    if inaccurate is not None:
+        notes.extend(f"fell back after {failure}" for failure in failures)
+        notes.append(f"kept {inaccurate.solver}'s inaccurate answer: no fallback did better")
+        return inaccurate, notes
     raise PlanError(f"every solver failed on the planner program ({program.n_pairs} pairs): {'; '.join(failures)}. "
                     "Check the inputs' scale (values of order 1, shares summing to 1), or set planner.ridge > 0 "
                     "and planner.solver = 'dual_ascent'")

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from fairness.metrics import (
     aggregate_by_group,
+    bottom_share,
     cluster_entropy,
     cluster_gini,
     cluster_top_share,
@@ -176,6 +177,15 @@ def test_top_share_hand_computed_and_rounding() -> None:
     # 0.07 * 100 is 7.000000000000001 in floating point; it must still mean 7 holders.
     assert top_share(np.ones(100), fraction=0.07) == pytest.approx(0.07)
     assert top_share([0, 0], fraction=0.5) == 0.0
+
+
+def test_bottom_share_hand_computed_and_mirrors_top_share() -> None:
+    assert bottom_share([4, 1, 3, 2], fraction=0.5) == pytest.approx(0.3)
+    assert bottom_share([4, 1, 3, 2], fraction=0.01) == pytest.approx(0.1)  # at least one holder
+    assert bottom_share(np.ones(100), fraction=0.07) == pytest.approx(0.07)
+    assert bottom_share([0, 0]) == 0.0
+    values = np.random.default_rng(0).pareto(1.5, 100)
+    assert bottom_share(values, fraction=0.3) + top_share(values, fraction=0.7) == pytest.approx(1.0)
 
 
 def test_max_min_share() -> None:

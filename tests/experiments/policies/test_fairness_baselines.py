@@ -74,16 +74,18 @@ def play(config: ScenarioConfig, policy: str, seed: int) -> Run:
     return Run(world=world, summary=run_metrics(world, config, rounds), slates=recorder.slates, config=config)
 
 
-def panel_min_share(run: Run) -> float:
-    """Worst-off account's exposure / mean, over the post-burn-in rounds, among accounts present throughout.
+def panel_bottom_decile(run: Run) -> float:
+    """Mean exposure of the worst-off tenth of accounts / everyone's mean, over the post-burn-in rounds,
+    among accounts present throughout (1 = equal).
 
-    Accounts that exit are left out, which favours a policy that starves accounts into exiting (P1), so a
-    baseline beating P1 on this is a conservative result.
+    A tenth rather than the single worst account: one account's total swings with a seed. Accounts that
+    exit are left out, which favours a policy that starves accounts into exiting (P1), so a baseline
+    beating P1 on this is a conservative result.
     """
     acc, burn_in = run.world.accounts, run.config.run.burn_in
     n = acc.n
     panel = (acc.born[:n] <= burn_in) & (acc.died[:n] < 0)
-    return fm.max_min_share(acc.exposure_hist[:n, burn_in:][panel].sum(axis=1))
+    return fm.bottom_share(acc.exposure_hist[:n, burn_in:][panel].sum(axis=1), fraction=0.1) / 0.1
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +130,9 @@ def test_baseline_spreads_exposure_over_accounts_vs_p1(name: str, gini_drop: flo
     # P-MMF 0.10-0.13).
     for base, fair in zip(s1["p1"], s1[name], strict=True):
         assert fair.summary["gini_account"] < base.summary["gini_account"] - gini_drop
-        assert panel_min_share(fair) > 1.3 * panel_min_share(base)  # the worst-off account gets more
+        # The worst-off tenth gets more (measured on seeds 0-2: FairCo 1.57/1.34/1.75 x P1's, P-MMF 1.44/2.33/1.81,
+        # floors 1.44/1.56/1.35).
+        assert panel_bottom_decile(fair) > 1.2 * panel_bottom_decile(base)
         # The price of fairness stays moderate at the default strength.
         assert fair.summary["gmv"] > 0.85 * base.summary["gmv"]
 

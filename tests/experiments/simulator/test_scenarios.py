@@ -20,12 +20,14 @@ HALF = ["users.n_users=2500", "accounts.initial_operators=650", "entry.rate=2.5"
 QUARTER = ["users.n_users=1250", "accounts.initial_operators=300", "entry.rate=1.2"]
 
 
-def _experiment(tmp_path: Path, scenario: str, policies: list[str],
-                overrides: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _experiment(tmp_path: Path, scenario: str, policies: list[str], overrides: list[str],
+                seeds: tuple[int, ...] = (0,)) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-policy means of the run metrics over `seeds`, and the per-round table."""
     config = load_scenario(scenario, preset="default", overrides=overrides)
-    result = run_experiment(config, policies=policies, seeds=[0], out=tmp_path / scenario, jobs=len(policies),
-                            quiet=True)
-    return result.runs.set_index("policy"), pd.read_parquet(tmp_path / scenario / "rounds.parquet")
+    result = run_experiment(config, policies=policies, seeds=list(seeds), out=tmp_path / scenario,
+                            jobs=len(policies), quiet=True)
+    runs = result.runs.groupby("policy").mean(numeric_only=True)
+    return runs, pd.read_parquet(tmp_path / scenario / "rounds.parquet")
 
 
 @pytest.mark.slow
@@ -40,8 +42,11 @@ def test_s0_control_lock_in_differences_vanish(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_s1_gmv_only_locks_exposure_in(tmp_path: Path) -> None:
     """Following the creators present after burn-in, GMV-only ranking concentrates their exposure over time
-    (winners keep it, the rest starve and leave) far more than random ranking; newcomers rarely make it."""
-    runs, _ = _experiment(tmp_path, "S1", ["p0", "random"], HALF)
+    (winners keep it, the rest starve and leave) far more than random ranking; newcomers rarely make it.
+
+    Two seeds: newcomer survival is a rate over a few dozen newcomers, and on one seed the two policies
+    can tie (seed 0 on an AMD EPYC: 0.306 both; seeds 1, 2: P0 0.253, 0.262 vs random 0.336, 0.281)."""
+    runs, _ = _experiment(tmp_path, "S1", ["p0", "random"], HALF, seeds=(0, 1))
     p0, uniform = runs.loc["p0"], runs.loc["random"]
     assert p0["gini_panel_trend"] > 0.05
     assert p0["gini_panel_trend"] > uniform["gini_panel_trend"] + 0.03
