@@ -12,12 +12,16 @@ is clip((v_i - t) / tau, 0, cap'_i) with the tightened cap cap'_i = clip((v_i - 
 Clusters then do the same with cap', and the request's nu is found last. Each level is one vectorized,
 sort-based root find over all groups of all requests at once.
 
-The originals floor adds a multiplier mu >= 0 that raises the value of eligible originals; the
-originals' share is monotone and piecewise linear in mu, so mu is found with a bracketed secant
-(Illinois) iteration that lands exactly once both ends of the bracket lie on the same linear piece.
+The originals floor adds a multiplier mu >= 0 that raises the value of eligible originals. Where no
+group whose cap can bind mixes originals with others, the tightened caps do not move with mu and two
+root finds (originals fill the floor, the others the rest) give mu exactly. Otherwise the originals'
+share is monotone and piecewise linear in mu, and mu is found by a safeguarded Newton / Illinois search
+started from that two-sided solution (exact whenever the mixed groups' caps do not bind at the root).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -25,7 +29,9 @@ from fairness.allocator.problem import F64, I64, Allocation, AllocationProblem, 
 from fairness.allocator.relax import make_feasible
 
 _FLOOR_TOL = 1e-12  # |originals share - floor| at which the floor root is accepted (batched sums
-# carry rounding of ~1e-12 at 1,000 requests)
+# carry rounding of ~1e-12 at 1,000 requests) ...
+_FLOOR_TOL_PER_CANDIDATE = 2e-15  # ... plus this per candidate of the request: a share summed over 10,000
+# weights sat 9e-12 below the floor on a whole flat piece of mu, and the search crawled 38 steps along it
 _MAX_FLOOR_STEPS = 100
 _FEW_GROUPS = 4  # up to this many groups, root finds run one group at a time
 
@@ -117,6 +123,8 @@ class _Layout:
         self.tau_creator = p.tau[self.creator_request]
         self.tau_cluster = p.tau[p.cluster_request]
         self.ones = np.ones(p.n_requests)
+        counts = np.bincount(p.request, minlength=p.n_requests).astype(np.float64)
+        self.floor_tol: F64 = _FLOOR_TOL + _FLOOR_TOL_PER_CANDIDATE * counts
 
 
 class _Laminar:
@@ -225,7 +233,7 @@ def solve_fast(problem: AllocationProblem) -> Allocation:
     mu = np.zeros(p.n_requests)
     solved = _Laminar(p, layout, p.value)
     share = sum_by(layout.request, np.where(p.original, solved.weights, 0.0), p.n_requests)
-    short = share < p.floor - _FLOOR_TOL
+    short = share < p.floor - layout.floor_tol
     if short.any():
         separable = short & ~_mixed_groups(p, layout, solved)
         if separable.any():
@@ -235,13 +243,13 @@ def solve_fast(problem: AllocationProblem) -> Allocation:
         searched = short & ~separable
         if searched.any():
             # search on the requests that need it only, then solve the batch once at the prices found
-            sub = _subproblem(p, searched)
-            sub_layout = _Layout(sub)
-            sub_solved = _Laminar(sub, sub_layout, sub.value)
-            sub_share = sum_by(sub_layout.request, np.where(sub.original, sub_solved.weights, 0.0), sub.n_requests)
-            none = np.zeros(sub.n_requests)
-            mu[searched], _ = _floor_prices(sub, sub_layout, np.ones(sub.n_requests, bool), sub_share, sub_solved, none)
-            solved = _Laminar(p, layout, p.value + np.where(p.original, mu[layout.request], 0.0))
+            if searched.all():  # one request, or all of them: no subproblem, and the search's last solve is kept
+                mu, solved = _searched_floor_price(p, layout, solved)
+            else:
+                sub = _subproblem(p, searched)
+                sub_layout = _Layout(sub)
+                mu[searched], _ = _searched_floor_price(sub, sub_layout, _Laminar(sub, sub_layout, sub.value))
+                solved = _Laminar(p, layout, p.value + np.where(p.original, mu[layout.request], 0.0))
     value = p.value + np.where(p.original, mu[layout.request], 0.0)
     cluster_price = solved.cluster_level - solved.nu[p.cluster_request]
     creator_price = solved.creator_level - solved.cluster_level[p.creator_cluster]
@@ -309,61 +317,132 @@ def _separable_floor_price(p: AllocationProblem, layout: _Layout, solved: _Lamin
     return mu, nu
 
 
-def _floor_prices(p: AllocationProblem, layout: _Layout, short: Bool, share0: F64, solved0: _Laminar,
-                  mu0: F64) -> tuple[F64, _Laminar]:
-    """The floor multiplier mu of the `short` requests (others keep mu0) and the solve at the result.
+def _originals_share(p: AllocationProblem, layout: _Layout, solved: _Laminar) -> F64:
+    return sum_by(layout.request, np.where(p.original, solved.weights, 0.0), p.n_requests)
 
-    The originals' share is nondecreasing and piecewise linear in mu. The search keeps a bracket
-    [lo, hi] (share below / above the floor) and tries, in order: a Newton step from lo with the exact
-    right-slope of its linear piece (exact when the root lies on that piece); from a flat piece, a jump
-    to the next point where an original enters; the Illinois secant; bisection (or doubling before a
-    bracket exists). Typical requests need a handful of solves; see benchmarks/allocator.py.
+
+def _searched_floor_price(p: AllocationProblem, layout: _Layout, at_zero: _Laminar) -> tuple[F64, _Laminar]:
+    """The floor multiplier of requests whose floor binds and that have mixed groups (every request of p), and
+    the solve there; `at_zero` is the solve at mu = 0.
+
+    The search starts from the two-sided solution that holds the mixed groups' tightened caps where they
+    are at mu = 0 (_separable_floor_price): exact when those caps do not bind at the root, and otherwise
+    close to it (in the benchmark's problems it often lands within 1e-12), so the bracket it gives is
+    narrow. Where it overshoots, the search brackets [0, guess]; where it falls short, [guess, inf).
+    """
+    guess, _ = _separable_floor_price(p, layout, at_zero)
+    at_guess = _Laminar(p, layout, p.value + np.where(p.original, guess[layout.request], 0.0))
+    gap = _originals_share(p, layout, at_guess) - p.floor
+    hit = np.abs(gap) <= layout.floor_tol
+    if hit.all():
+        return guess, at_guess
+    above = gap > 0
+    lo = np.where(above, 0.0, guess)
+    hi = np.where(above, guess, np.inf)
+    # the solve at lo: at_guess where the guess fell short (or hit), at_zero where it overshot
+    solved_lo = at_guess if not above.any() else _Laminar(p, layout, p.value + np.where(p.original, lo[layout.request],
+                                                                                            0.0))
+    search = _Search.start(p, layout, lo, solved_lo, hi, np.where(above, gap, np.inf))
+    mu, solved = _floor_prices(p, layout, ~hit, search, mu0=guess)
+    if solved is None:
+        solved = _Laminar(p, layout, p.value + np.where(p.original, mu[layout.request], 0.0))
+    return mu, solved
+
+
+@dataclass
+class _Search:
+    """Per-request state of the floor-price search: the bracket [lo, hi] and what the next step needs."""
+
+    lo: F64
+    hi: F64
+    gap_lo: F64  # share - floor at lo, and at hi: secant working values (Illinois-scaled)
+    gap_hi: F64
+    slope_lo: F64  # right-slope of the share at lo ...
+    event_lo: F64  # ... and the next mu beyond lo where an original enters or another leaves
+    moved: np.ndarray  # int8: which bracket end moved last, -1 lo, +1 hi
+    stalled: I64  # consecutive steps that landed below the floor
+
+    @staticmethod
+    def start(p: AllocationProblem, layout: _Layout, lo: F64, solved_lo: _Laminar, hi: F64, gap_hi: F64) -> _Search:
+        value_lo = p.value + np.where(p.original, lo[layout.request], 0.0)
+        slope_lo, rate = solved_lo.originals_slope(p, layout, value_lo)
+        return _Search(lo=lo.copy(), hi=hi.copy(), gap_lo=_originals_share(p, layout, solved_lo) - p.floor,
+                       gap_hi=gap_hi.copy(), slope_lo=slope_lo,
+                       event_lo=solved_lo.next_event(p, layout, value_lo, lo, rate),
+                       moved=np.zeros(p.n_requests, np.int8), stalled=np.zeros(p.n_requests, np.int64))
+
+    def take(self, keep: Bool) -> _Search:
+        return _Search(**{f.name: getattr(self, f.name)[keep] for f in fields(self)})
+
+
+_COMPACT_MIN = 16  # a search over at least this many requests moves its unfinished half into a subproblem
+
+
+def _floor_prices(p: AllocationProblem, layout: _Layout, short: Bool, search: _Search,
+                  mu0: F64) -> tuple[F64, _Laminar | None]:
+    """The floor multiplier mu of the `short` requests (others keep mu0), and the solve there (None when the
+    caller must solve again: the search finished in a subproblem).
+
+    `search` brackets the root of every `short` request (share below the floor at lo, above at hi or inf).
+    The originals' share is nondecreasing and piecewise linear in mu. The search tries, in order: a
+    Newton step from lo with the exact right-slope of its linear piece (exact when the root lies on that
+    piece); from a flat piece, a jump to the next point where an original enters; the Illinois secant;
+    bisection (or doubling before a bracket exists). Typical requests need a handful of solves; once half
+    of a batch's requests have finished, the rest continue in a subproblem of their own, so a few slow
+    requests do not make every step re-solve the whole batch (benchmarks/allocator.py).
     """
     request = layout.request
     n = p.n_requests
-    lo, hi = np.zeros(n), np.full(n, np.inf)
-    gap_lo, gap_hi = share0 - p.floor, np.full(n, np.inf)  # secant working values (Illinois-scaled)
-    slope_lo, rate = solved0.originals_slope(p, layout, p.value)
-    event_lo = solved0.next_event(p, layout, p.value, lo, rate)
-    moved = np.zeros(n, np.int8)  # which bracket end moved last: -1 lo, +1 hi
-    stalled = np.zeros(n, np.int64)  # consecutive steps that landed below the floor
+    st = search
     done = ~short
     mu = mu0.copy()  # requests not searched keep theirs
-    solved = solved0
+    solved: _Laminar | None = None
+    gap = np.where(done, 0.0, st.gap_lo)
     for _ in range(_MAX_FLOOR_STEPS):
-        bounded = np.isfinite(hi)
-        newton = lo - gap_lo / np.where(slope_lo > 0, slope_lo, np.nan)
-        trial = np.where(bounded, 0.5 * (lo + hi), 2.0 * lo + p.tau)
-        for candidate in (np.where(slope_lo > 0, np.nan, event_lo), newton):  # last wins
-            inside = np.isfinite(candidate) & (candidate > lo) & (candidate < hi)
+        bounded = np.isfinite(st.hi)
+        newton = st.lo - st.gap_lo / np.where(st.slope_lo > 0, st.slope_lo, np.nan)
+        trial = np.where(bounded, 0.5 * (st.lo + st.hi), 2.0 * st.lo + p.tau)
+        for candidate in (np.where(st.slope_lo > 0, np.nan, st.event_lo), newton):  # last wins
+            inside = np.isfinite(candidate) & (candidate > st.lo) & (candidate < st.hi)
             trial = np.where(inside, candidate, trial)
         # safeguard: where the share bends down (saturations) Newton from lo undershoots on every piece and
         # would need one step per piece; after two undershoots in a row every other step bisects (doubles
         # before a bracket exists), so the bracket shrinks geometrically and lo reaches the root's piece
-        fallback = (stalled >= 2) & (stalled % 2 == 0)
-        trial = np.where(fallback, np.where(bounded, 0.5 * (lo + hi), 2.0 * lo + p.tau), trial)
+        fallback = (st.stalled >= 2) & (st.stalled % 2 == 0)
+        trial = np.where(fallback, np.where(bounded, 0.5 * (st.lo + st.hi), 2.0 * st.lo + p.tau), trial)
         mu = np.where(done, mu, trial)
         value = p.value + np.where(p.original, mu[request], 0.0)
         solved = _Laminar(p, layout, value)
-        share = sum_by(request, np.where(p.original, solved.weights, 0.0), n)
-        gap = share - p.floor
-        hit = ~done & (np.abs(gap) <= _FLOOR_TOL)
+        gap = _originals_share(p, layout, solved) - p.floor
+        hit = ~done & (np.abs(gap) <= layout.floor_tol)
         below, above = ~done & ~hit & (gap < 0), ~done & ~hit & (gap > 0)
         if below.any():
             slope, rate = solved.originals_slope(p, layout, value)
-            slope_lo = np.where(below, slope, slope_lo)
-            event_lo = np.where(below, solved.next_event(p, layout, value, mu, rate), event_lo)
-        gap_hi = np.where(below & (moved == -1), 0.5 * gap_hi, gap_hi)
-        gap_lo = np.where(above & (moved == 1), 0.5 * gap_lo, gap_lo)
-        lo, gap_lo = np.where(below, mu, lo), np.where(below, gap, gap_lo)
-        hi, gap_hi = np.where(above, mu, hi), np.where(above, gap, gap_hi)
-        moved = np.where(below, -1, np.where(above, 1, moved)).astype(np.int8)
-        stalled = np.where(below, stalled + 1, 0)
-        done |= hit | (np.isfinite(hi) & (hi - lo <= 1e-15 * np.maximum(1.0, hi)))
+            st.slope_lo = np.where(below, slope, st.slope_lo)
+            st.event_lo = np.where(below, solved.next_event(p, layout, value, mu, rate), st.event_lo)
+        st.gap_hi = np.where(below & (st.moved == -1), 0.5 * st.gap_hi, st.gap_hi)
+        st.gap_lo = np.where(above & (st.moved == 1), 0.5 * st.gap_lo, st.gap_lo)
+        st.lo, st.gap_lo = np.where(below, mu, st.lo), np.where(below, gap, st.gap_lo)
+        st.hi, st.gap_hi = np.where(above, mu, st.hi), np.where(above, gap, st.gap_hi)
+        st.moved = np.where(below, -1, np.where(above, 1, st.moved)).astype(np.int8)
+        st.stalled = np.where(below, st.stalled + 1, 0)
+        done |= hit | (np.isfinite(st.hi) & (st.hi - st.lo <= 1e-15 * np.maximum(1.0, st.hi)))
         if done.all():
             break
-    settled = np.where(np.abs(gap) <= _FLOOR_TOL, mu, hi)  # where the bracket collapsed, take the feasible end
+        active = ~done
+        if n >= _COMPACT_MIN and 2 * int(active.sum()) <= n:
+            mu = np.where(done, _settle(mu, gap, st.hi, layout.floor_tol), mu)
+            sub = _subproblem(p, active)
+            mu[active], _ = _floor_prices(sub, _Layout(sub), np.ones(sub.n_requests, bool), st.take(active),
+                                          mu[active])
+            return np.where(short, mu, mu0), None
+    settled = _settle(mu, gap, st.hi, layout.floor_tol)
     if np.array_equal(settled, mu):
         return np.where(short, mu, mu0), solved
-    mu = np.where(short, np.where(np.isfinite(settled), settled, mu), mu0)
-    return mu, _Laminar(p, layout, p.value + np.where(p.original, mu[request], 0.0))
+    return np.where(short, settled, mu0), None
+
+
+def _settle(mu: F64, gap: F64, hi: F64, tol: F64) -> F64:
+    """mu where the share meets the floor; where the bracket collapsed first, its feasible end hi."""
+    settled = np.where(np.abs(gap) <= tol, mu, hi)
+    return np.where(np.isfinite(settled), settled, mu)
