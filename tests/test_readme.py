@@ -34,3 +34,16 @@ def test_quick_start_main_job_is_a_valid_simulate_call() -> None:
     args = build_parser().parse_args(argv)
     assert args.command == "simulate"
     load_scenario(args.scenario, preset=args.preset, overrides=args.overrides)  # raises if invalid
+
+
+def test_fair_traffic_example_runs_and_prints_what_it_says() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Fair traffic weights from Python", 1)[1]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block is not None
+    scope: dict[str, object] = {}
+    exec(compile(block.group(1), "README.md", "exec"), scope)
+    result = scope["result"]
+    weights = result.weights  # type: ignore[attr-defined]
+    assert [round(float(w), 2) for w in weights] == [0.39, 0.11, 0.40, 0.10]  # the comment in the README
+    assert round(float(result.explanation.floor_boost[0]), 2) == 1.51  # type: ignore[attr-defined]
