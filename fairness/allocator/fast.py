@@ -76,9 +76,11 @@ def group_thresholds(value: F64, cap: F64, group: I64, target: F64, tau: F64) ->
     owner = np.concatenate((g, g))
     # sort by (group, position) with one argsort of group + position scaled into [0, 0.5): np.lexsort is
     # about 10x slower here; the key only misorders breakpoints closer than ~1e-16 * n_groups of the range,
-    # which moves the interpolated root by rounding-sized amounts
+    # which moves the interpolated root by rounding-sized amounts. Stable (timsort), because candidates
+    # usually arrive grouped and the key is then two ascending runs: 8.7 us against quicksort's 39 us for
+    # 1,686 keys (how tied breakpoints are ordered changes no level: the pieces between them are empty)
     low, span = position.min(), position.max() - position.min()
-    order = np.argsort(owner + 0.5 * (position - low) / (span if span > 0 else 1.0))
+    order = np.argsort(owner + 0.5 * (position - low) / (span if span > 0 else 1.0), kind="stable")
     position, owner = position[order], owner[order]
     # candidates strictly inside their range just above each breakpoint; integer, so exactly 0 at the end
     # of every group and the running count needs no reset between groups
@@ -102,7 +104,7 @@ def _one_threshold(value: F64, cap: F64, target: float, tau: float, total: float
     value, cap = value[positive], cap[positive]
     n = len(value)
     position = np.concatenate((value - tau * cap, value))
-    order = np.argsort(position)
+    order = np.argsort(position, kind="stable")  # timsort: 25 us against quicksort's 55 us for 2,000 breakpoints
     position = position[order]
     free = np.cumsum(np.where(order < n, 1, -1))
     level = total - np.concatenate(([0.0], np.cumsum(free[:-1] * np.diff(position)))) / tau

@@ -1,0 +1,52 @@
+"""Every benchmark's --quick mode runs to its JSON line, and the answers it compares agree.
+
+Speed is for the benchmarks to report (benchmarks/RESULTS.md); these tests assert only what must hold on
+any machine: the run finishes, the last line is the documented JSON, and the solvers a benchmark races
+give the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_quick(name: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["benchmark"] == name
+    assert figures["quick"] is True
+    return figures
+
+
+def test_allocator_benchmark_fast_and_reference_agree() -> None:
+    figures = run_quick("allocator")
+    assert {row["n"] for row in figures["rows"]} == {100, 1_000}
+    for row in figures["rows"] + figures["batched"]:
+        gaps = [value for key, value in row.items() if key.startswith("max_abs_dw")]
+        assert gaps, row
+        assert max(gaps) < 1e-6, row
+
+
+def test_planner_benchmark_solvers_agree() -> None:
+    figures = run_quick("planner")
+    assert figures["rows"]
+    for row in figures["rows"]:
+        assert row["highs_objective"] == pytest.approx(row["clarabel_lp_objective"], rel=1e-6)
+        assert row["dual_ascent_status"] == "optimal"
+        assert row["qp_gap"] < 1e-5  # dual ascent against Clarabel on the same QP
+        assert 0 <= row["lp_gap"] < 2e-3  # the LP surrogate: a little below the LP optimum, never above
+
+
+@pytest.mark.parametrize("name", ["simulator", "mtl"])
+def test_other_benchmarks_run(name: str) -> None:
+    run_quick(name)
