@@ -53,7 +53,11 @@ class EnginePolicy:
 
     def __init__(self, config: ScenarioConfig) -> None:
         self.config = config
-        self.fairness = load_policy(config.policies.ecorank_policy)
+        self._start()
+
+    def _start(self) -> None:
+        """Fresh state: the policy as configured, no plan, no statistics (a new run starts here)."""
+        self.fairness = load_policy(self.config.policies.ecorank_policy)
         self.engine = FairnessEngine(self.fairness)
         self.stats = _CreatorStats(decay=0.9)
         self.replan_every = max(1, round(self.fairness.planner.horizon_rounds))
@@ -65,7 +69,7 @@ class EnginePolicy:
 
     def rank(self, obs: Observation, *, rng: np.random.Generator, truth: Truth | None = None) -> Slate:
         if obs.round <= self.last_round:  # a new run reusing this object: start afresh
-            self.__init__(self.config)  # type: ignore[misc]
+            self._start()
         self.last_round = obs.round
         c = obs.candidates
         rows, cols = c.shape
