@@ -6,6 +6,8 @@
     ecorank config --scenario S1 --preset tiny --set users.n_users=300   # print the resolved config
     ecorank train --data runs/X/impressions.parquet --model mmoe --out bundles/mmoe   # multi-task model
     ecorank evaluate --bundle bundles/mmoe --data runs/Y/impressions.parquet [--json]
+    ecorank serve [--bundle DIR] [--plan DIR] [--port 50051]   # gRPC traffic weights (serving/cli.py)
+    ecorank rank --data candidates.parquet --server 127.0.0.1:50051
 
 Bad arguments or configs print one clear message naming the bad value and the allowed ones and
 exit with code 2, without a traceback.
@@ -22,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from experiments.config import ConfigError, available_presets, list_scenarios, load_scenario, parse_overrides
+from serving import cli as serving_cli
 
 EXIT_USAGE = 2
 MIN_SEEDS_FOR_CIS = 5
@@ -97,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("policies", help="list the simulator policies")
     show = commands.add_parser("config", help="print a resolved, validated scenario config as JSON")
     _add_scenario_arguments(show)
+    serving_cli.add_commands(commands)
     return parser
 
 
@@ -106,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return _simulate(args, parser)
+        if args.command in ("serve", "rank"):
+            return serving_cli.run(args)
         if args.command in ("train", "evaluate"):
             return _train(args) if args.command == "train" else _evaluate(args)
         if args.command == "scenarios":

@@ -1,0 +1,270 @@
+"""The transport-agnostic ranking core: decode, validate, predict, blend, price, allocate, explain.
+
+The gRPC servicer (serving/server.py) only converts messages to and from the plain types here; batch
+scoring and tests call `RankingCore.rank` directly, and get the same answers (tested). The core holds one
+immutable `Loaded` state (model bundle + fairness engine with its plan); `reload` builds, validates and
+warms up a new state off to the side and swaps the reference in one assignment, so a request sees either
+the old state or the new one, never a mix, and a bad file never replaces a good one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fairness.blend import BlendInputError, HeadPredictions
+from fairness.engine import CandidateBatch, Explanation, FairnessEngine
+from fairness.planner import TrafficPlan, load_plan
+from fairness.policy import HEADS, FairnessPolicy
+from fairness.slate import slate_from_weights
+from mtl.bundle import Bundle, load_bundle
+from mtl.data import DataError
+
+F32 = NDArray[np.float32]
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+Bool = NDArray[np.bool_]
+
+DEFAULT_SURFACES = ("content", "shelf")
+DEFAULT_MAX_CANDIDATES = 10_000
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One bad field: where, what was received, what was expected (google.rpc.BadRequest.FieldViolation)."""
+
+    field: str
+    description: str
+
+
+class InvalidRequest(ValueError):
+    """The request cannot be ranked; every violation names the field, what was received and the fix."""
+
+    def __init__(self, violations: list[Violation]) -> None:
+        self.violations = violations
+        super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
+
+
+class ReloadError(RuntimeError):
+    """A bundle or plan could not be loaded, validated or warmed up; the serving state is unchanged."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_candidates: int = DEFAULT_MAX_CANDIDATES
+    surfaces: tuple[str, ...] = DEFAULT_SURFACES
+
+
+@dataclass(frozen=True)
+class RankInput:
+    """One request's candidates, decoded: every array has one entry per candidate."""
+
+    request_id: str
+    surface: str
+    item_ids: I64
+    creator_ids: I64
+    cluster_ids: I64
+    original: Bool
+    features: F32  # (N, F) in the model's feature order
+    overrides: Mapping[str, float] = field(default_factory=dict)
+    explain: bool = False
+    market: str = ""
+
+
+@dataclass(frozen=True)
+class Ranked:
+    weights: F64                 # (N,) sums to 1
+    ranking: I64                 # (N,) candidate indices, highest weight first
+    predictions: dict[str, F64]  # head -> (N,)
+    explanation: Explanation | None
+    model_version: str
+    plan_version: int            # 0: no plan
+    policy_name: str
+    degraded: bool
+    degraded_reason: str
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What one request is served with; replaced whole on reload."""
+
+    bundle: Bundle
+    engine: FairnessEngine
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(d.name for d in self.bundle.schema.dense)
+
+    @property
+    def plan_version(self) -> int:
+        return self.engine.plan.version if self.engine.plan is not None else 0
+
+
+def decode_features(rows: int, cols: int, data: bytes, *, field_name: str = "candidates.features") -> F32:
+    """(rows, cols) float32 view of a row-major little-endian blob, without copying; checks the byte length."""
+    expected = rows * cols * 4
+    if len(data) != expected:
+        raise InvalidRequest([Violation(
+            f"{field_name}.data",
+            f"received {len(data)} bytes; expected rows x cols x 4 = {rows} x {cols} x 4 = {expected} "
+            "(float32, row-major). Send np.asarray(x, '<f4').tobytes() with rows and cols set to x.shape")])
+    return np.frombuffer(data, dtype="<f4").reshape(rows, cols)
+
+
+def _check_bundle(bundle: Bundle) -> None:
+    heads = {h.name for h in bundle.model.heads}
+    missing = [h for h in HEADS if h not in heads]
+    if missing:
+        raise ReloadError(f"bundle {bundle.version} has heads {sorted(heads)}; serving needs {list(HEADS)} "
+                          f"(missing {missing}). Train it on a schema with those heads (e.g. the built-in 'ecorank')")
+    if bundle.schema.categorical:
+        raise ReloadError(f"bundle {bundle.version} has categorical features "
+                          f"{[c.name for c in bundle.schema.categorical]}; the service carries dense features only "
+                          "(one float32 blob). Train on a dense-only schema")
+
+
+class RankingCore:
+    """Predict -> blend -> prices -> allocate -> explain, for one request at a time or many in a loop."""
+
+    def __init__(self, bundle: Bundle, policy: FairnessPolicy, *, plan: TrafficPlan | None = None,
+                 limits: Limits | None = None) -> None:
+        _check_bundle(bundle)
+        self.policy = policy
+        self.limits = limits or Limits()
+        self.state = self._warmed(Loaded(bundle=bundle, engine=FairnessEngine(policy, plan=plan)))
+        self._reload_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- validation
+
+    def validate(self, request: RankInput, state: Loaded | None = None) -> None:
+        """Raise InvalidRequest listing every problem with the request (all of them, not the first)."""
+        state = state or self.state
+        problems: list[Violation] = []
+        n = len(request.item_ids)
+        if n == 0:
+            problems.append(Violation("candidates.item_ids", "received an empty batch; expected at least one "
+                                                             "candidate"))
+        if n > self.limits.max_candidates:
+            problems.append(Violation("candidates.item_ids", f"received {n} candidates; expected at most "
+                                      f"{self.limits.max_candidates} per request. Split the batch"))
+        for name in ("creator_ids", "cluster_ids", "original"):
+            length = len(getattr(request, name))
+            if length != n:
+                problems.append(Violation(f"candidates.{name}", f"received {length} entries; expected one per "
+                                          f"candidate ({n}, as many as item_ids)"))
+        rows, cols = request.features.shape
+        features = state.feature_names
+        if rows != n:
+            problems.append(Violation("candidates.features.rows", f"received {rows}; expected one row per "
+                                      f"candidate ({n})"))
+        if cols != len(features):
+            problems.append(Violation("candidates.features.cols", f"received {cols}; expected {len(features)}: "
+                                      f"{', '.join(features)} (GetModelInfo.feature_names, in that order)"))
+        if rows * cols and not np.isfinite(request.features).all():
+            bad = np.argwhere(~np.isfinite(request.features))
+            r, c = (int(x) for x in bad[0])
+            name = features[c] if c < len(features) else f"column {c}"
+            problems.append(Violation("candidates.features.data", f"received {len(bad)} non-finite values (first: "
+                                      f"row {r}, {name} = {request.features[r, c]}); expected finite float32. "
+                                      "Impute missing values before sending"))
+        if n:
+            unique, counts = np.unique(request.item_ids, return_counts=True)
+            if (counts > 1).any():
+                repeated = unique[counts > 1]
+                problems.append(Violation("candidates.item_ids", f"received {len(repeated)} duplicated ids (e.g. "
+                                          f"{int(repeated[0])}); expected each candidate once per request"))
+        if n and len(request.creator_ids) == n and len(request.cluster_ids) == n:
+            pairs = np.unique(np.stack([request.creator_ids, request.cluster_ids]), axis=1)
+            creators, counts = np.unique(pairs[0], return_counts=True)
+            if (counts > 1).any():
+                creator = int(creators[counts > 1][0])
+                clusters = sorted(int(c) for c in pairs[1][pairs[0] == creator])
+                problems.append(Violation("candidates.cluster_ids", f"received creator {creator} in clusters "
+                                          f"{clusters}; expected one cluster per creator (creators nest inside "
+                                          "operator clusters). Send each creator's detected cluster"))
+        if request.surface not in self.limits.surfaces:
+            problems.append(Violation("surface", f"received {request.surface!r}; expected one of "
+                                      f"{list(self.limits.surfaces)}"))
+        try:
+            state.engine.blend_weights(request.overrides)
+        except BlendInputError as err:
+            problems.append(Violation("blend_overrides", str(err)))
+        if problems:
+            raise InvalidRequest(problems)
+
+    # ---------------------------------------------------------------- ranking
+
+    def predict(self, features: F32, state: Loaded | None = None) -> dict[str, F64]:
+        state = state or self.state
+        columns = {name: features[:, j] for j, name in enumerate(state.feature_names)}
+        return state.bundle.predict(columns)
+
+    def rank(self, request: RankInput) -> Ranked:
+        """Validate, then rank with the state current at the call (a concurrent reload cannot mix states)."""
+        state = self.state
+        self.validate(request, state)
+        try:
+            predictions = self.predict(request.features, state)
+        except DataError as err:  # the schema's own checks (e.g. log1p features must exceed -1)
+            raise InvalidRequest([Violation("candidates.features.data", str(err))]) from None
+        heads = HeadPredictions(**{h: predictions[h] for h in HEADS})
+        n = len(request.item_ids)
+        result = state.engine.allocate(
+            CandidateBatch(creator=np.asarray(request.creator_ids, np.int64),
+                           cluster=np.asarray(request.cluster_ids, np.int64),
+                           original=np.asarray(request.original, bool), heads=heads,
+                           request=np.zeros(n, np.int64)),
+            overrides=request.overrides or None)
+        positions, _ = slate_from_weights(result.weights[None, :], n, tie_break=result.value[None, :])
+        reasons = list(result.notes)
+        if state.engine.plan is None:
+            reasons.append("no traffic plan loaded: hard caps only, no plan prices")
+        return Ranked(
+            weights=result.weights, ranking=positions[0].astype(np.int64), predictions=predictions,
+            explanation=result.explanation if request.explain else None, model_version=state.bundle.version,
+            plan_version=state.plan_version, policy_name=self.policy.name,
+            degraded=bool(result.degraded.any()) or state.engine.plan is None, degraded_reason="; ".join(reasons))
+
+    # ---------------------------------------------------------------- state
+
+    def reload(self, *, bundle_path: Path | None = None, plan_path: Path | None = None) -> Loaded:
+        """Load, check and warm up a new bundle and / or plan, then swap; on any failure keep the current state.
+
+        Raises ReloadError naming the file and what was wrong. Reloads are serialized; requests keep being
+        served from the current state throughout.
+        """
+        with self._reload_lock:
+            current = self.state
+            try:
+                bundle = load_bundle(bundle_path) if bundle_path is not None else current.bundle
+                _check_bundle(bundle)
+                plan = load_plan(plan_path) if plan_path is not None else current.engine.plan
+            except ReloadError:
+                raise
+            except Exception as err:  # a corrupt file of any kind must leave the good state in place
+                raise ReloadError(f"reload refused, still serving model {current.bundle.version} and plan "
+                                  f"v{current.plan_version}: {err}") from err
+            fresh = self._warmed(Loaded(bundle=bundle, engine=FairnessEngine(self.policy, plan=plan)))
+            self.state = fresh  # one reference assignment: atomic for readers
+            return fresh
+
+    def _warmed(self, state: Loaded) -> Loaded:
+        """Run one request through the new state before it serves (first-call costs, and a last check)."""
+        n, cols = 8, len(state.feature_names)
+        warm = RankInput(request_id="warm-up", surface=self.limits.surfaces[0], item_ids=np.arange(n),
+                         creator_ids=np.arange(n), cluster_ids=np.arange(n), original=np.zeros(n, bool),
+                         features=np.zeros((n, cols), np.float32))
+        try:
+            predictions = self.predict(warm.features, state)
+        except Exception as err:
+            raise ReloadError(f"model {state.bundle.version} failed its warm-up prediction: {err}") from err
+        for head, values in predictions.items():
+            if values.shape != (n,) or not np.isfinite(values).all():
+                raise ReloadError(f"model {state.bundle.version} predicted non-finite or misshapen {head!r} on its "
+                                  "warm-up batch; refusing it")
+        return state

@@ -1,0 +1,115 @@
+"""`ecorank serve` as a real process (the embedded default, built into a temporary cache) and `ecorank rank`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.client import TrafficClient
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    env = {**os.environ, "ECORANK_CACHE": str(tmp_path_factory.mktemp("cache"))}
+    process = subprocess.Popen([sys.executable, "-m", "experiments.cli", "serve", "--port", "0", "--threads", "1",
+                                "--grace", "5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stdout is not None
+    started = time.monotonic()
+    event: dict[str, str] = {}
+    while not event:  # the default is built first (about 10 s; HiGHS prints its banner), then one JSON line
+        line = process.stdout.readline()
+        assert line, process.stderr.read() if process.stderr else ""
+        event = _event(line)
+    assert event["event"] == "serving"
+    assert time.monotonic() - started < 60  # ready within 60 s on a fresh cache
+    try:
+        yield process, event["address"]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+def _event(line: str) -> dict[str, str]:
+    """The JSON event a line holds, or {} for anything else on stdout."""
+    try:
+        parsed = json.loads(line)
+    except json.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) and "event" in parsed else {}
+
+
+def frame_for(client: TrafficClient, n: int) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    features = {name: rng.random(n) for name in client.feature_names()}
+    creator = rng.integers(0, 40, n)
+    return pd.DataFrame({"item_id": np.arange(n), "creator_id": creator, "cluster_id": creator // 2,
+                         "original": rng.random(n) < 0.4, **features})
+
+
+def test_default_server_ranks_and_the_rank_command_scores_a_file(server: tuple[subprocess.Popen[str], str],
+                                                                  tmp_path: Path) -> None:
+    _, address = server
+    with TrafficClient(address) as client:
+        info = client.model_info()
+        assert info.plan_version == 1
+        frame = frame_for(client, 200)
+        result = client.rank(frame)
+    assert result.weights.sum() == pytest.approx(1.0)
+    frame.to_parquet(tmp_path / "candidates.parquet")
+    done = subprocess.run([sys.executable, "-m", "experiments.cli", "rank", "--data",
+                           str(tmp_path / "candidates.parquet"), "--server", address,
+                           "--out", str(tmp_path / "weights.parquet")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    weights = pd.read_parquet(tmp_path / "weights.parquet")
+    assert np.allclose(weights["weight"], result.weights)
+    assert json.loads(done.stdout)["candidates"] == 200
+    frame.drop(columns=["price"]).to_parquet(tmp_path / "bad.parquet")
+    bad = subprocess.run([sys.executable, "-m", "experiments.cli", "rank", "--data", str(tmp_path / "bad.parquet"),
+                          "--server", address], capture_output=True, text=True, timeout=60, check=False)
+    assert bad.returncode == 2
+    assert "missing columns ['price']" in bad.stderr
+
+
+def test_sigterm_drains_the_call_in_flight_then_stops(server: tuple[subprocess.Popen[str], str]) -> None:
+    process, address = server
+    with TrafficClient(address, timeout=60) as client:
+        frame = frame_for(client, 10_000)
+        channel_future = client.stub.Rank.future(_request(client, frame), timeout=60)
+        time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        answer = channel_future.result()  # the call that was in flight is answered, not cut off
+        assert len(answer.weights) == 10_000
+    assert process.wait(timeout=30) == 0
+    assert process.stdout is not None
+    events = [e["event"] for e in map(_event, process.stdout.read().splitlines()) if e]
+    assert events == ["draining", "stopped"]
+
+
+def _request(client: TrafficClient, frame: pd.DataFrame) -> object:
+    from serving.generated.ecorank.v1 import traffic_pb2
+
+    matrix = frame[list(client.feature_names())].to_numpy("<f4")
+    return traffic_pb2.RankRequest(request_id="big", surface="content", candidates=traffic_pb2.CandidateBatch(
+        item_ids=frame["item_id"].tolist(), creator_ids=frame["creator_id"].tolist(),
+        cluster_ids=frame["cluster_id"].tolist(), original=frame["original"].tolist(),
+        features=traffic_pb2.DenseMatrix(rows=matrix.shape[0], cols=matrix.shape[1], data=matrix.tobytes())))
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
+    pd.DataFrame({"item_id": [1]}).to_parquet(tmp_path / "one.parquet")
+    with TrafficClient("127.0.0.1:1", timeout=2) as client, pytest.raises(grpc.RpcError) as raised:
+        client.model_info()
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
