@@ -5,8 +5,9 @@ of its own: a tiny S4 world (adaptive adversaries, every account type) is simula
 exploration policy, an MMoE is trained on its logged impressions, and a plan is solved over the accounts
 it saw (merit: a lower confidence bound of each account's observed GMV + prosperity per impression;
 clusters: the simulator's operator clusters, standing in for the detector's). Everything is seeded, so
-the same version of ecorank builds the same default. Built once per cache folder (`ECORANK_CACHE`, else
-~/.cache/ecorank), in about 15 s on 2 cores.
+two builds give byte-identical weights (checked: model.pt equal; the bundle's version hash differs because
+it covers the creation time). Built once per cache folder (`ECORANK_CACHE`, else ~/.cache/ecorank): `ecorank
+serve` on a fresh cache was serving after 6.7 s on 2 cores, 2.4 s from the cache (2026-12-04).
 """
 
 from __future__ import annotations
