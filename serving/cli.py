@@ -32,6 +32,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.add_argument("--max-candidates", type=int, default=10_000)
     serve.add_argument("--max-concurrent", type=int, default=64, help="calls in flight before RESOURCE_EXHAUSTED")
     serve.add_argument("--grace", type=float, default=DEFAULT_GRACE_S, help="seconds to drain calls on SIGTERM")
+    serve.add_argument("--admin-token-file", type=Path, default=None,
+                       help="file holding the admin token (else ECORANK_ADMIN_TOKEN); without one, Reload is refused")
+    serve.add_argument("--data-token-file", type=Path, default=None,
+                       help="file holding the token Rank needs (else ECORANK_DATA_TOKEN; unset: open)")
+    serve.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain: serve TLS")
+    serve.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     rank = commands.add_parser("rank", help="rank a Parquet file of one request's candidates through a server")
     rank.add_argument("--data", type=Path, required=True,
                       help="Parquet with item_id, creator_id, cluster_id, original and the model's features")
@@ -39,6 +45,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     rank.add_argument("--surface", default="content")
     rank.add_argument("--out", type=Path, default=None, help="write weight, rank and predictions as Parquet")
     rank.add_argument("--explain", action="store_true")
+    rank.add_argument("--tls-ca", type=Path, default=None, help="PEM root certificate: connect with TLS")
+    rank.add_argument("--token-file", type=Path, default=None, help="file holding the data token (else "
+                                                                     "ECORANK_DATA_TOKEN)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
     from fairness.planner import load_plan
     from fairness.policy import load_policy
     from mtl.bundle import load_bundle
+    from serving.auth import Tokens
     from serving.core import Limits, RankingCore
     from serving.default import default_paths
     from serving.server import ServerOptions, start_server
@@ -63,7 +73,8 @@ def _serve(args: argparse.Namespace) -> int:
     core = RankingCore(load_bundle(bundle_path), policy, plan=load_plan(plan_path) if plan_path else None,
                        limits=Limits(max_candidates=args.max_candidates))
     options = ServerOptions(host=args.host, port=args.port, model_threads=args.threads,
-                            max_concurrent_rpcs=args.max_concurrent)
+                            max_concurrent_rpcs=args.max_concurrent, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                            tokens=Tokens.load(admin_file=args.admin_token_file, data_file=args.data_token_file))
 
     async def main() -> None:
         running = await start_server(core, options)
@@ -88,10 +99,13 @@ def _rank(args: argparse.Namespace) -> int:
     import grpc
     import pandas as pd
 
+    from serving.auth import Tokens
     from serving.client import TrafficClient, describe_error
 
     frame = pd.read_parquet(args.data)
-    with TrafficClient(args.server, timeout=60) as client:
+    token = Tokens.load(data_file=args.token_file).data
+    ca = args.tls_ca.read_bytes() if args.tls_ca is not None else None
+    with TrafficClient(args.server, timeout=60, token=token, root_certificates=ca) as client:
         try:
             result = client.rank(frame, surface=args.surface, explain=args.explain, request_id=args.data.name)
         except grpc.RpcError as err:

@@ -61,12 +61,20 @@ def describe_error(err: grpc.RpcError) -> str:
 
 
 class TrafficClient:
-    def __init__(self, target: str, *, timeout: float = 10.0,
+    def __init__(self, target: str, *, timeout: float = 10.0, token: str | None = None,
+                 root_certificates: bytes | None = None, tls: bool = False,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        """`token`: sent as 'authorization: Bearer <token>'; `tls` (or `root_certificates`, PEM, for a private
+        CA): a TLS channel instead of plaintext."""
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.max_receive_message_length", max_message_bytes)])
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        options = [("grpc.max_send_message_length", max_message_bytes),
+                   ("grpc.max_receive_message_length", max_message_bytes)]
+        if tls or root_certificates is not None:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
+            self.channel = grpc.secure_channel(target, credentials, options=options)
+        else:
+            self.channel = grpc.insecure_channel(target, options=options)
         self.stub = traffic_pb2_grpc.TrafficRegulatorStub(self.channel)  # type: ignore[no-untyped-call]
         self._features: tuple[str, ...] | None = None
 
@@ -81,7 +89,8 @@ class TrafficClient:
         self.channel.close()
 
     def model_info(self) -> traffic_pb2.ModelInfo:
-        info: traffic_pb2.ModelInfo = self.stub.GetModelInfo(traffic_pb2.GetModelInfoRequest(), timeout=self.timeout)
+        info: traffic_pb2.ModelInfo = self.stub.GetModelInfo(traffic_pb2.GetModelInfoRequest(), timeout=self.timeout,
+                                                             metadata=self.metadata)
         self._features = tuple(info.feature_names)
         return info
 
@@ -119,7 +128,7 @@ class TrafficClient:
                 cluster_ids=np.asarray(creator_ids if cluster_ids is None else cluster_ids, np.int64).tolist(),
                 original=np.asarray(np.zeros(len(items), bool) if original is None else original, bool).tolist(),
                 features=traffic_pb2.DenseMatrix(rows=matrix.shape[0], cols=matrix.shape[1], data=matrix.tobytes())))
-        response: traffic_pb2.RankResponse = self.stub.Rank(request, timeout=self.timeout)
+        response: traffic_pb2.RankResponse = self.stub.Rank(request, timeout=self.timeout, metadata=self.metadata)
         p = response.predictions
         explanation = None
         if response.HasField("explanation"):
@@ -134,7 +143,8 @@ class TrafficClient:
 
     def reload(self, *, bundle_path: str = "", plan_path: str = "") -> traffic_pb2.ReloadResponse:
         answer: traffic_pb2.ReloadResponse = self.stub.Reload(
-            traffic_pb2.ReloadRequest(bundle_path=bundle_path, plan_path=plan_path), timeout=max(self.timeout, 120))
+            traffic_pb2.ReloadRequest(bundle_path=bundle_path, plan_path=plan_path), timeout=max(self.timeout, 120),
+            metadata=self.metadata)
         return answer
 
 

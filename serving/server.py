@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from serving.auth import TokenAuthInterceptor, Tokens
 from serving.core import InvalidRequest, Ranked, RankingCore, RankInput, ReloadError, decode_features
 from serving.generated.ecorank.v1 import traffic_pb2, traffic_pb2_grpc
 
@@ -45,6 +46,9 @@ class ServerOptions:
     max_concurrent_rpcs: int = 64    # beyond: RESOURCE_EXHAUSTED
     model_threads: int = 2           # torch intra-op threads and the worker pool size
     reuse_port: bool = False         # SO_REUSEPORT (several worker processes on one port); off in tests
+    tokens: Tokens = field(default_factory=Tokens)  # serving/auth.py: no admin token, no admin RPCs
+    tls_cert: Path | None = None     # PEM certificate chain and private key: serve TLS instead of plaintext
+    tls_key: Path | None = None
 
 
 def to_rank_input(request: traffic_pb2.RankRequest) -> RankInput:
@@ -155,7 +159,10 @@ async def start_server(core: RankingCore, options: ServerOptions | None = None) 
     o = options or ServerOptions()
     torch.set_num_threads(o.model_threads)  # oversubscribed threads pushed p99 from 14 ms to 255-495 ms
     executor = ThreadPoolExecutor(max_workers=o.model_threads, thread_name_prefix="ecorank-model")
+    if (o.tls_cert is None) != (o.tls_key is None):
+        raise ValueError("TLS needs both a certificate and its private key (--tls-cert and --tls-key); got one")
     server = grpc.aio.server(
+        interceptors=[TokenAuthInterceptor(o.tokens)],
         maximum_concurrent_rpcs=o.max_concurrent_rpcs,
         options=[("grpc.max_receive_message_length", o.max_message_bytes),
                  ("grpc.max_send_message_length", o.max_message_bytes),
@@ -165,7 +172,12 @@ async def start_server(core: RankingCore, options: ServerOptions | None = None) 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    port = server.add_insecure_port(f"{o.host}:{o.port}")
+    address = f"{o.host}:{o.port}"
+    if o.tls_cert is not None and o.tls_key is not None:
+        credentials = grpc.ssl_server_credentials([(o.tls_key.read_bytes(), o.tls_cert.read_bytes())])
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
     if port == 0:
         raise OSError(f"could not bind {o.host}:{o.port}; pick a free port with --port")
     await server.start()

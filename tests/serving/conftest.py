@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from mtl.bundle import load_bundle
 from mtl.schema import load_schema
 from mtl.train import train_bundle
 from mtl.trainer import TrainConfig
+from serving.auth import Tokens
 from serving.core import RankingCore, RankInput
 from serving.generated.ecorank.v1 import traffic_pb2, traffic_pb2_grpc
 from serving.server import RunningServer, ServerOptions, start_server
@@ -89,15 +91,25 @@ class Served:
     channel: grpc.Channel
 
 
-@pytest.fixture
-def served(core: RankingCore) -> Iterator[Served]:
+ADMIN_TOKEN = "admin-test-token"
+ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
+
+
+@contextmanager
+def serving(core: RankingCore, options: ServerOptions, *, credentials: grpc.ChannelCredentials | None = None,
+            ) -> Iterator[Served]:
     """A real grpc.aio server on 127.0.0.1, port 0 (so_reuseport off), on its own event loop thread."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    running: RunningServer = asyncio.run_coroutine_threadsafe(
-        start_server(core, ServerOptions(port=0, model_threads=1)), loop).result(timeout=30)
-    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    try:
+        running: RunningServer = asyncio.run_coroutine_threadsafe(start_server(core, options), loop).result(30)
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        raise
+    target = f"127.0.0.1:{running.port}"
+    channel = grpc.secure_channel(target, credentials) if credentials else grpc.insecure_channel(target)
     try:
         yield Served(core=core, port=running.port, stub=traffic_pb2_grpc.TrafficRegulatorStub(channel),
                      channel=channel)
@@ -106,3 +118,10 @@ def served(core: RankingCore) -> Iterator[Served]:
         asyncio.run_coroutine_threadsafe(running.stop(grace=1.0), loop).result(timeout=30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def served(core: RankingCore) -> Iterator[Served]:
+    """The server most tests use: data RPCs open, admin RPCs with ADMIN_TOKEN."""
+    with serving(core, ServerOptions(port=0, model_threads=1, tokens=Tokens(admin=ADMIN_TOKEN))) as running:
+        yield running

@@ -18,7 +18,7 @@ from grpc_status import rpc_status
 
 from serving.generated.ecorank.v1 import traffic_pb2
 from serving.server import SERVICE_NAME
-from tests.serving.conftest import Served, candidates, to_request
+from tests.serving.conftest import ADMIN, Served, candidates, to_request
 
 
 def test_rank_over_grpc_equals_the_in_process_core(served: Served) -> None:
@@ -135,14 +135,14 @@ def test_reload_under_load_fails_no_call_and_refuses_a_corrupt_bundle(served: Se
         while not versions and not failures:  # calls are flowing before the first swap
             stop.wait(0.01)
         for plan in (plan_dirs[1], plan_dirs[0], plan_dirs[1]):
-            answer = served.stub.Reload(traffic_pb2.ReloadRequest(plan_path=str(plan)), timeout=60)
+            answer = served.stub.Reload(traffic_pb2.ReloadRequest(plan_path=str(plan)), timeout=60, metadata=ADMIN)
             assert answer.plan_version in (1, 2)
         broken = tmp_path / "broken"
         broken.mkdir()
         (broken / "bundle.json").write_text("{not json")
         (broken / "model.pt").write_bytes(b"\0")
         with pytest.raises(grpc.RpcError) as raised:
-            served.stub.Reload(traffic_pb2.ReloadRequest(bundle_path=str(broken)), timeout=60)
+            served.stub.Reload(traffic_pb2.ReloadRequest(bundle_path=str(broken)), timeout=60, metadata=ADMIN)
         stop.set()
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "still serving model" in raised.value.details()
