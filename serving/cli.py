@@ -36,6 +36,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
                        help="file holding the admin token (else ECORANK_ADMIN_TOKEN); without one, Reload is refused")
     serve.add_argument("--data-token-file", type=Path, default=None,
                        help="file holding the token Rank needs (else ECORANK_DATA_TOKEN; unset: open)")
+    serve.add_argument("--metrics-port", type=int, default=None,
+                       help="serve Prometheus /metrics on this port (e.g. 9464; default: off)")
     serve.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain: serve TLS")
     serve.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     rank = commands.add_parser("rank", help="rank a Parquet file of one request's candidates through a server")
@@ -61,6 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
     from serving.auth import Tokens
     from serving.core import Limits, RankingCore
     from serving.default import default_paths
+    from serving.metrics import ServingMetrics
     from serving.server import ServerOptions, start_server
 
     policy = load_policy(args.policy)
@@ -72,7 +75,8 @@ def _serve(args: argparse.Namespace) -> int:
         plan_path = plan_path or default_plan
     core = RankingCore(load_bundle(bundle_path), policy, plan=load_plan(plan_path) if plan_path else None,
                        limits=Limits(max_candidates=args.max_candidates))
-    options = ServerOptions(host=args.host, port=args.port, model_threads=args.threads,
+    metrics = ServingMetrics() if args.metrics_port is not None else None
+    options = ServerOptions(host=args.host, port=args.port, model_threads=args.threads, metrics=metrics,
                             max_concurrent_rpcs=args.max_concurrent, tls_cert=args.tls_cert, tls_key=args.tls_key,
                             tokens=Tokens.load(admin_file=args.admin_token_file, data_file=args.data_token_file))
 
@@ -82,8 +86,9 @@ def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
+        metrics_port = metrics.serve_http(args.metrics_port, host=args.host) if metrics is not None else None
         state = core.state
-        print(json.dumps({"event": "serving", "address": f"{args.host}:{running.port}",
+        print(json.dumps({"event": "serving", "address": f"{args.host}:{running.port}", "metrics_port": metrics_port,
                           "model_version": state.bundle.version, "plan_version": state.plan_version,
                           "policy": policy.name}), flush=True)
         await stopping.wait()

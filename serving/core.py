@@ -10,6 +10,7 @@ the old state or the new one, never a mix, and a bad file never replaces a good 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,8 @@ class Ranked:
     policy_name: str
     degraded: bool
     degraded_reason: str
+    model_seconds: float = 0.0   # predict (the multi-task model and calibration)
+    solver_seconds: float = 0.0  # blend, prices, allocation, ranking
 
 
 @dataclass(frozen=True)
@@ -208,10 +211,12 @@ class RankingCore:
         """Validate, then rank with the state current at the call (a concurrent reload cannot mix states)."""
         state = self.state
         self.validate(request, state)
+        started = time.perf_counter()
         try:
             predictions = self.predict(request.features, state)
         except DataError as err:  # the schema's own checks (e.g. log1p features must exceed -1)
             raise InvalidRequest([Violation("candidates.features.data", str(err))]) from None
+        predicted = time.perf_counter()
         heads = HeadPredictions(**{h: predictions[h] for h in HEADS})
         n = len(request.item_ids)
         result = state.engine.allocate(
@@ -228,7 +233,8 @@ class RankingCore:
             weights=result.weights, ranking=positions[0].astype(np.int64), predictions=predictions,
             explanation=result.explanation if request.explain else None, model_version=state.bundle.version,
             plan_version=state.plan_version, policy_name=self.policy.name,
-            degraded=bool(result.degraded.any()) or state.engine.plan is None, degraded_reason="; ".join(reasons))
+            degraded=bool(result.degraded.any()) or state.engine.plan is None, degraded_reason="; ".join(reasons),
+            model_seconds=predicted - started, solver_seconds=time.perf_counter() - predicted)
 
     # ---------------------------------------------------------------- state
 

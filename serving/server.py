@@ -28,6 +28,7 @@ from grpc_status import rpc_status
 from serving.auth import TokenAuthInterceptor, Tokens
 from serving.core import InvalidRequest, Ranked, RankingCore, RankInput, ReloadError, decode_features
 from serving.generated.ecorank.v1 import traffic_pb2, traffic_pb2_grpc
+from serving.metrics import MetricsInterceptor, ServingMetrics
 
 SERVICE_NAME = traffic_pb2.DESCRIPTOR.services_by_name["TrafficRegulator"].full_name  # ecorank.v1.TrafficRegulator
 DEFAULT_PORT = 50051
@@ -49,6 +50,7 @@ class ServerOptions:
     tokens: Tokens = field(default_factory=Tokens)  # serving/auth.py: no admin token, no admin RPCs
     tls_cert: Path | None = None     # PEM certificate chain and private key: serve TLS instead of plaintext
     tls_key: Path | None = None
+    metrics: ServingMetrics | None = None  # Prometheus counters and histograms (serving/metrics.py)
 
 
 def to_rank_input(request: traffic_pb2.RankRequest) -> RankInput:
@@ -91,9 +93,11 @@ def _bad_request(err: InvalidRequest) -> grpc.Status:
 
 
 class TrafficRegulatorServicer(traffic_pb2_grpc.TrafficRegulatorServicer):
-    def __init__(self, core: RankingCore, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, core: RankingCore, executor: ThreadPoolExecutor, metrics: ServingMetrics | None = None
+                 ) -> None:
         self.core = core
         self.executor = executor
+        self.metrics = metrics
 
     async def Rank(self, request: traffic_pb2.RankRequest,
                    context: grpc.aio.ServicerContext) -> traffic_pb2.RankResponse:
@@ -113,6 +117,9 @@ class TrafficRegulatorServicer(traffic_pb2_grpc.TrafficRegulatorServicer):
         except Exception as err:  # a bug, not the caller's fault: say what failed; the server keeps serving
             await context.abort(grpc.StatusCode.INTERNAL, f"ranking request {request.request_id!r} failed: "
                                 f"{type(err).__name__}: {err}")
+        if self.metrics is not None:
+            self.metrics.observe_rank(candidates=len(ranked.weights), model_s=ranked.model_seconds,
+                                      solver_s=ranked.solver_seconds, degraded=ranked.degraded)
         return to_response(request.request_id, ranked)
 
     async def GetModelInfo(self, request: traffic_pb2.GetModelInfoRequest,
@@ -162,13 +169,15 @@ async def start_server(core: RankingCore, options: ServerOptions | None = None) 
     if (o.tls_cert is None) != (o.tls_key is None):
         raise ValueError("TLS needs both a certificate and its private key (--tls-cert and --tls-key); got one")
     server = grpc.aio.server(
-        interceptors=[TokenAuthInterceptor(o.tokens)],
+        # outermost first: metrics see every call, the ones auth turns away included
+        interceptors=[*([MetricsInterceptor(o.metrics)] if o.metrics is not None else []),
+                      TokenAuthInterceptor(o.tokens)],
         maximum_concurrent_rpcs=o.max_concurrent_rpcs,
         options=[("grpc.max_receive_message_length", o.max_message_bytes),
                  ("grpc.max_send_message_length", o.max_message_bytes),
                  ("grpc.so_reuseport", 1 if o.reuse_port else 0)])
     traffic_pb2_grpc.add_TrafficRegulatorServicer_to_server(  # type: ignore[no-untyped-call]
-        TrafficRegulatorServicer(core, executor), server)
+        TrafficRegulatorServicer(core, executor, o.metrics), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
