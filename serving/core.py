@@ -204,8 +204,7 @@ class RankingCore:
 
     def predict(self, features: F32, state: Loaded | None = None) -> dict[str, F64]:
         state = state or self.state
-        columns = {name: features[:, j] for j, name in enumerate(state.feature_names)}
-        return state.bundle.predict(columns)
+        return state.bundle.predict_dense(features)  # no table: 0.5 ms of model, not 3.4 ms of conversion at n=100
 
     def rank(self, request: RankInput) -> Ranked:
         """Validate, then rank with the state current at the call (a concurrent reload cannot mix states)."""

@@ -70,6 +70,24 @@ def test_predict_accepts_tables_frames_and_dicts_without_labels(bundle_dir: Path
     assert not np.array_equal(raw["risk"], from_table["risk"])  # calibration was applied
 
 
+def test_predict_dense_equals_predict_on_a_table(bundle_dir: Path, impressions: Path) -> None:
+    from mtl.data import DataError
+
+    bundle = load_bundle(bundle_dir)
+    names = [d.name for d in bundle.schema.dense]
+    frame = pd.read_parquet(impressions, columns=names)
+    by_table = bundle.predict(frame)
+    by_matrix = bundle.predict_dense(frame.to_numpy(np.float64))
+    for head, values in by_table.items():
+        assert np.array_equal(by_matrix[head], values), head  # the same numbers, bit for bit
+    bad = frame.to_numpy(np.float64).copy()
+    bad[3, names.index("account_age")] = -2.0  # a log1p feature
+    with pytest.raises(DataError, match=r"'account_age': received -2.0 at row 3 \(1 offending rows"):
+        bundle.predict_dense(bad)
+    with pytest.raises(DataError, match=r"received shape \(5, 3\); expected \(rows, 12\)"):
+        bundle.predict_dense(np.zeros((5, 3)))
+
+
 def test_bundle_refuses_tampering_a_wrong_schema_and_a_non_bundle(bundle_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(BundleError, match=r"trained on schema 'ecorank'.*expected 'census_income'"):
         load_bundle(bundle_dir, expected_schema=load_schema("census_income"))

@@ -1,0 +1,244 @@
+"""Serving latency and throughput: the gRPC server against the in-process core and a naive baseline.
+
+    python benchmarks/serving.py            # 100 and 1,000 candidates x 64 features (about 2-3 minutes)
+    python benchmarks/serving.py --quick    # 100 candidates, short runs (a smoke check)
+
+Set-up, all seeded: an MMoE with the default architecture on a 64-dense-feature schema, trained one epoch
+on synthetic rows (speed does not depend on what it learned), and a traffic plan over 2,000 synthetic
+creators. Three ways to answer the same requests:
+  in-process   RankingCore.rank in this process: validate, predict, blend, price, allocate, rank;
+  gRPC         `ecorank serve` in its own process, called by client processes over loopback (features as
+               one float32 blob, ids packed);
+  naive        benchmarks/naive_serving.py in its own process: one message per candidate with repeated
+               floats, a Python loop to decode, and a fresh cvxpy problem per request.
+Latency: one client, closed loop, per-call wall time at the client (p50 / p99). Throughput: two client
+processes, closed loop, calls completed per second. Rows run one after another in one invocation, so
+their ratios are comparable on a noisy machine. The goals (issue 5): 1,000 candidates at p99 <= 15 ms, and
+the server's p50 at most 30% above the in-process engine's. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# As a script, this file's folder is sys.path[0], and benchmarks/mtl.py (and serving.py) would shadow the
+# `mtl` and `serving` packages: put the repository root first.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+N_FEATURES = 64
+FULL: dict[str, Any] = {"sizes": (100, 1_000), "latency_s": 8.0, "throughput_s": 6.0, "inproc_calls": 300,
+                        "naive_calls": 20}
+QUICK: dict[str, Any] = {"sizes": (100,), "latency_s": 2.0, "throughput_s": 2.0, "inproc_calls": 50, "naive_calls": 5}
+
+
+def build_artifacts(folder: Path) -> tuple[Path, Path]:
+    """(bundle, plan) folders: the 64-feature MMoE and a plan over synthetic creators."""
+    import pandas as pd
+
+    from fairness.planner import plan_traffic, save_plan, synthetic_inputs
+    from fairness.policy import load_policy
+    from mtl.schema import Schema
+    from mtl.train import train_bundle
+    from mtl.trainer import TrainConfig
+
+    rng = np.random.default_rng(0)
+    names = [f"f{j:02d}" for j in range(N_FEATURES)]
+    schema = Schema.from_dict({
+        "name": "bench64", "group": "request_id",
+        "dense": [{"name": n, "transform": "none"} for n in names],
+        "heads": [{"name": "gmv", "kind": "ziln", "label": "gmv"},
+                  *({"name": h, "kind": "binary", "label": h} for h in ("prosperity", "risk", "complaint"))]})
+    rows = 4_000
+    x = rng.normal(size=(rows, N_FEATURES)).astype(np.float32)
+    signal = x[:, :4].sum(axis=1)
+    frame = pd.DataFrame(x, columns=names).assign(
+        request_id=np.arange(rows) // 10, gmv=np.where(rng.random(rows) < 0.1, np.exp(rng.normal(size=rows)), 0.0),
+        prosperity=(signal + rng.normal(size=rows) > 1).astype(int), risk=(rng.random(rows) < 0.05).astype(int),
+        complaint=(rng.random(rows) < 0.03).astype(int))
+    frame.to_parquet(folder / "train.parquet")
+    train_bundle(data=folder / "train.parquet", schema=schema, model_name="mmoe", out=folder / "bundle",
+                 config=TrainConfig(epochs=1, batch_size=512, patience=1), progress=False)
+    plan = save_plan(plan_traffic(synthetic_inputs(3_000, rng), load_policy(), version=1), folder / "plans")
+    return folder / "bundle", plan
+
+
+def requests(plan_dir: Path, n: int, count: int, seed: int) -> list[dict[str, np.ndarray]]:
+    from fairness.planner import load_plan
+
+    rng = np.random.default_rng(seed)
+    creators = load_plan(plan_dir).creators
+    out = []
+    for _ in range(count):
+        rows = rng.choice(len(creators), size=n)
+        out.append({"item": rng.permutation(20 * n)[:n].astype(np.int64),
+                    "creator": creators["creator"].to_numpy()[rows], "cluster": creators["cluster"].to_numpy()[rows],
+                    "original": rng.random(n) < 0.3, "features": rng.normal(size=(n, N_FEATURES)).astype(np.float32)})
+    return out
+
+
+def _grpc_request(r: dict[str, np.ndarray]) -> Any:
+    from serving.generated.ecorank.v1 import traffic_pb2
+
+    f = r["features"]
+    return traffic_pb2.RankRequest(request_id="bench", surface="content", candidates=traffic_pb2.CandidateBatch(
+        item_ids=r["item"].tolist(), creator_ids=r["creator"].tolist(), cluster_ids=r["cluster"].tolist(),
+        original=r["original"].tolist(),
+        features=traffic_pb2.DenseMatrix(rows=f.shape[0], cols=f.shape[1], data=f.tobytes())))
+
+
+def _naive_request(r: dict[str, np.ndarray]) -> Any:
+    from benchmarks.naive_serving import messages
+
+    candidate_cls, request_cls, _ = messages()
+    return request_cls(candidates=[
+        candidate_cls(item_id=int(i), creator_id=int(c), cluster_id=int(g), original=bool(o), features=f.tolist())
+        for i, c, g, o, f in zip(r["item"], r["creator"], r["cluster"], r["original"], r["features"], strict=True)])
+
+
+def client_loop(kind: str, address: str, plan_dir: str, n: int, seconds: float, seed: int,
+                max_calls: int) -> list[float]:
+    """One client process: closed-loop calls for `seconds` (or max_calls); per-call ms, encoding included."""
+    import grpc
+
+    channel = grpc.insecure_channel(address, options=[("grpc.max_send_message_length", 64 << 20),
+                                                      ("grpc.max_receive_message_length", 64 << 20)])
+    pool = requests(Path(plan_dir), n, 16, seed)
+    if kind == "grpc":
+        from serving.generated.ecorank.v1 import traffic_pb2_grpc
+
+        stub = traffic_pb2_grpc.TrafficRegulatorStub(channel)  # type: ignore[no-untyped-call]
+        call, encode = stub.Rank, _grpc_request
+    else:
+        from benchmarks.naive_serving import METHOD, messages
+
+        _, request_cls, response_cls = messages()
+        call = channel.unary_unary(METHOD, request_serializer=request_cls.SerializeToString,
+                                   response_deserializer=response_cls.FromString)
+        encode = _naive_request
+    call(encode(pool[0]), timeout=120)  # warm
+    latencies: list[float] = []
+    end = time.perf_counter() + seconds
+    k = 0
+    while time.perf_counter() < end and len(latencies) < max_calls:
+        started = time.perf_counter()
+        call(encode(pool[k % len(pool)]), timeout=120)
+        latencies.append(1e3 * (time.perf_counter() - started))
+        k += 1
+    channel.close()
+    return latencies
+
+
+def start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    while True:
+        line = process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{' '.join(command)} exited before serving")
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if event.get("event") == "serving":
+            return process, event.get("address") or f"127.0.0.1:{event['port']}"
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.wait(timeout=60)
+
+
+def _percentiles(ms: list[float]) -> tuple[float, float]:
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    cfg = QUICK if args.quick else FULL
+    load_start = os.getloadavg()[0]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle, plan = build_artifacts(Path(tmp))
+        import torch
+
+        from fairness.planner import load_plan
+        from fairness.policy import load_policy
+        from mtl.bundle import load_bundle
+        from serving.core import RankingCore, RankInput
+
+        torch.set_num_threads(2)
+        core = RankingCore(load_bundle(bundle), load_policy(), plan=load_plan(plan))
+        server, address = start([sys.executable, "-m", "experiments.cli", "serve", "--bundle", str(bundle),
+                                 "--plan", str(plan), "--port", "0", "--threads", "2"])
+        naive, naive_address = start([sys.executable, str(ROOT / "benchmarks" / "naive_serving.py"),
+                                      "--bundle", str(bundle), "--port", "0"])
+        ctx = mp.get_context("spawn")
+        try:
+            for n in cfg["sizes"]:
+                pool = requests(plan, n, 16, seed=1)
+                inputs = [RankInput(request_id="bench", surface="content", item_ids=r["item"],
+                                    creator_ids=r["creator"], cluster_ids=r["cluster"], original=r["original"],
+                                    features=r["features"]) for r in pool]
+                core.rank(inputs[0])
+                inproc = []
+                for k in range(int(cfg["inproc_calls"])):
+                    started = time.perf_counter()
+                    core.rank(inputs[k % len(inputs)])
+                    inproc.append(1e3 * (time.perf_counter() - started))
+                with ctx.Pool(1) as one:
+                    grpc_ms = one.apply(client_loop, ("grpc", address, str(plan), n, cfg["latency_s"], 2, 10**9))
+                    naive_ms = one.apply(client_loop, ("naive", naive_address, str(plan), n, cfg["latency_s"], 2,
+                                                       int(cfg["naive_calls"])))
+                with ctx.Pool(2) as two:
+                    started = time.perf_counter()
+                    parts = two.starmap(client_loop, [("grpc", address, str(plan), n, cfg["throughput_s"], s, 10**9)
+                                                      for s in (3, 4)])
+                    throughput = sum(len(p) for p in parts) / (time.perf_counter() - started)
+                (ip50, ip99), (gp50, gp99), (np50, np99) = (_percentiles(x) for x in (inproc, grpc_ms, naive_ms))
+                rows.append({"n": n, "inproc_p50_ms": round(ip50, 3), "inproc_p99_ms": round(ip99, 3),
+                             "grpc_p50_ms": round(gp50, 3), "grpc_p99_ms": round(gp99, 3),
+                             "naive_p50_ms": round(np50, 2), "naive_p99_ms": round(np99, 2),
+                             "server_overhead_p50": round(gp50 / ip50 - 1.0, 3),
+                             "naive_over_grpc_p50": round(np50 / gp50, 1),
+                             "grpc_throughput_rps_2_clients": round(throughput, 1),
+                             "grpc_calls": len(grpc_ms), "naive_calls": len(naive_ms)})
+        finally:
+            stop(server)
+            stop(naive)
+    header = ["n", "in-process p50/p99 ms", "gRPC p50/p99 ms", "overhead p50", "naive p50/p99 ms",
+              "naive / gRPC p50", "gRPC rps (2 clients)", "p99 goal 15 ms"]
+    print(f"64 dense features, default MMoE, 2 torch threads; 1-min load average at start {load_start:.2f}")
+    lines = [[f"{r['n']:,}", f"{r['inproc_p50_ms']:.2f} / {r['inproc_p99_ms']:.2f}",
+              f"{r['grpc_p50_ms']:.2f} / {r['grpc_p99_ms']:.2f}", f"{100 * r['server_overhead_p50']:+.0f}%",
+              f"{r['naive_p50_ms']:.1f} / {r['naive_p99_ms']:.1f}", f"{r['naive_over_grpc_p50']:.1f}x",
+              f"{r['grpc_throughput_rps_2_clients']:.0f}", f"{r['grpc_p99_ms'] / 15.0:.2f}"] for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for line in lines:
+        print("  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)))
+    print(json.dumps({"benchmark": "serving", "quick": args.quick, "cpus": os.cpu_count(),
+                      "machine": platform.machine(), "python": platform.python_version(),
+                      "load_start": round(load_start, 2), "load_end": round(os.getloadavg()[0], 2), "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
