@@ -11,6 +11,7 @@ creators. Three ways to answer the same requests:
                one float32 blob, ids packed);
   naive        benchmarks/naive_serving.py in its own process: one message per candidate with repeated
                floats, a Python loop to decode, and a fresh cvxpy problem per request.
+The server and the in-process core get THREADS = 1 torch thread (the clients need the other core).
 Latency: one client, closed loop, per-call wall time at the client (p50 / p99). Throughput: two client
 processes, closed loop, calls completed per second. Rows run one after another in one invocation, so
 their ratios are comparable on a noisy machine. The goals (issue 5): 1,000 candidates at p99 <= 15 ms, and
@@ -42,6 +43,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 N_FEATURES = 64
+# torch threads, in the server and in-process alike: the client processes share the 2 cores, so the server
+# owns about one (measured: 2 threads in the server gave p50 5.8 ms at n = 100 against 4.0 ms with 1)
+THREADS = 1
 FULL: dict[str, Any] = {"sizes": (100, 1_000), "latency_s": 8.0, "throughput_s": 6.0, "inproc_calls": 300,
                         "naive_calls": 20}
 QUICK: dict[str, Any] = {"sizes": (100,), "latency_s": 2.0, "throughput_s": 2.0, "inproc_calls": 50, "naive_calls": 5}
@@ -184,10 +188,10 @@ def main() -> None:
         from mtl.bundle import load_bundle
         from serving.core import RankingCore, RankInput
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(THREADS)
         core = RankingCore(load_bundle(bundle), load_policy(), plan=load_plan(plan))
         server, address = start([sys.executable, "-m", "experiments.cli", "serve", "--bundle", str(bundle),
-                                 "--plan", str(plan), "--port", "0", "--threads", "2"])
+                                 "--plan", str(plan), "--port", "0", "--threads", str(THREADS)])
         naive, naive_address = start([sys.executable, str(ROOT / "benchmarks" / "naive_serving.py"),
                                       "--bundle", str(bundle), "--port", "0"])
         ctx = mp.get_context("spawn")
@@ -225,7 +229,7 @@ def main() -> None:
             stop(naive)
     header = ["n", "in-process p50/p99 ms", "gRPC p50/p99 ms", "overhead p50", "naive p50/p99 ms",
               "naive / gRPC p50", "gRPC rps (2 clients)", "p99 goal 15 ms"]
-    print(f"64 dense features, default MMoE, 2 torch threads; 1-min load average at start {load_start:.2f}")
+    print(f"64 dense features, default MMoE, {THREADS} torch thread(s); 1-min load average at start {load_start:.2f}")
     lines = [[f"{r['n']:,}", f"{r['inproc_p50_ms']:.2f} / {r['inproc_p99_ms']:.2f}",
               f"{r['grpc_p50_ms']:.2f} / {r['grpc_p99_ms']:.2f}", f"{100 * r['server_overhead_p50']:+.0f}%",
               f"{r['naive_p50_ms']:.1f} / {r['naive_p99_ms']:.1f}", f"{r['naive_over_grpc_p50']:.1f}x",

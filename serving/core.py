@@ -182,11 +182,14 @@ class RankingCore:
                 problems.append(Violation("candidates.item_ids", f"received {len(repeated)} duplicated ids (e.g. "
                                           f"{int(repeated[0])}); expected each candidate once per request"))
         if n and len(request.creator_ids) == n and len(request.cluster_ids) == n:
-            pairs = np.unique(np.stack([request.creator_ids, request.cluster_ids]), axis=1)
-            creators, counts = np.unique(pairs[0], return_counts=True)
-            if (counts > 1).any():
-                creator = int(creators[counts > 1][0])
-                clusters = sorted(int(c) for c in pairs[1][pairs[0] == creator])
+            # one sort by creator: a creator in two clusters shows as a cluster change inside a creator's run
+            # (np.unique(axis=1) on the pairs cost 0.4 ms at 1,000 candidates)
+            order = np.argsort(request.creator_ids, kind="stable")
+            creator_sorted, cluster_sorted = request.creator_ids[order], request.cluster_ids[order]
+            split = (creator_sorted[1:] == creator_sorted[:-1]) & (cluster_sorted[1:] != cluster_sorted[:-1])
+            if split.any():
+                creator = int(creator_sorted[1:][split][0])
+                clusters = sorted({int(c) for c in request.cluster_ids[request.creator_ids == creator]})
                 problems.append(Violation("candidates.cluster_ids", f"received creator {creator} in clusters "
                                           f"{clusters}; expected one cluster per creator (creators nest inside "
                                           "operator clusters). Send each creator's detected cluster"))

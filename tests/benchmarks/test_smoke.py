@@ -47,6 +47,16 @@ def test_planner_benchmark_solvers_agree() -> None:
         assert 0 <= row["lp_gap"] < 2e-3  # the LP surrogate: a little below the LP optimum, never above
 
 
+def test_serving_benchmark_runs_all_three_paths() -> None:
+    figures = run_quick("serving")
+    (row,) = figures["rows"]
+    assert row["n"] == 100
+    assert row["grpc_calls"] > 10
+    assert row["naive_calls"] == 5
+    for key in ("inproc_p50_ms", "grpc_p50_ms", "naive_p50_ms", "grpc_throughput_rps_2_clients"):
+        assert row[key] > 0, key
+
+
 @pytest.mark.parametrize("name", ["simulator", "mtl"])
 def test_other_benchmarks_run(name: str) -> None:
     run_quick(name)
