@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -32,6 +33,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.add_argument("--max-candidates", type=int, default=10_000)
     serve.add_argument("--max-concurrent", type=int, default=64, help="calls in flight before RESOURCE_EXHAUSTED")
     serve.add_argument("--grace", type=float, default=DEFAULT_GRACE_S, help="seconds to drain calls on SIGTERM")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes sharing --port through SO_REUSEPORT (each with --threads threads)")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                       help="JSON log line per call on stderr at info (default: %(default)s)")
     serve.add_argument("--admin-token-file", type=Path, default=None,
                        help="file holding the admin token (else ECORANK_ADMIN_TOKEN); without one, Reload is refused")
     serve.add_argument("--data-token-file", type=Path, default=None,
@@ -53,10 +58,62 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 
 
 def run(args: argparse.Namespace) -> int:
-    return _serve(args) if args.command == "serve" else _rank(args)
+    if args.command == "rank":
+        return _rank(args)
+    if args.workers < 1:
+        print(f"ecorank serve: error: --workers must be at least 1; received {args.workers}", file=sys.stderr)
+        return 2
+    if args.workers == 1:
+        return _serve(args)
+    if args.port == 0:
+        print("ecorank serve: error: --workers > 1 needs a fixed --port (the workers share it through "
+              "SO_REUSEPORT); received --port 0", file=sys.stderr)
+        return 2
+    return _serve_workers(args)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve_workers(args: argparse.Namespace) -> int:
+    """N spawned server processes on one port; SIGTERM / Ctrl-C here is passed on to each, then awaited.
+
+    Spawned, not forked: gRPC and torch thread pools must not be inherited across fork. The default
+    bundle and plan are built here first, so the workers never race to build the cache.
+    """
+    import multiprocessing as mp
+
+    from fairness.policy import load_policy
+    from serving.default import default_paths
+
+    if args.bundle is None:
+        args.bundle, default_plan = default_paths(load_policy(args.policy), progress=True)
+        args.plan = args.plan or default_plan
+    ctx = mp.get_context("spawn")
+    workers = [ctx.Process(target=_worker, args=(args, index), name=f"ecorank-serve-{index}")
+               for index in range(args.workers)]
+    for worker in workers:
+        worker.start()
+
+    def forward(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = []
+    for worker in workers:
+        worker.join()
+        codes.append(worker.exitcode)
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+def _worker(args: argparse.Namespace, index: int) -> None:
+    args.worker_index = index
+    sys.exit(_serve(args, reuse_port=True))
+
+
+def _serve(args: argparse.Namespace, *, reuse_port: bool = False) -> int:
+    import logging
+
     from fairness.planner import load_plan
     from fairness.policy import load_policy
     from mtl.bundle import load_bundle
@@ -75,8 +132,10 @@ def _serve(args: argparse.Namespace) -> int:
         plan_path = plan_path or default_plan
     core = RankingCore(load_bundle(bundle_path), policy, plan=load_plan(plan_path) if plan_path else None,
                        limits=Limits(max_candidates=args.max_candidates))
+    logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
     metrics = ServingMetrics() if args.metrics_port is not None else None
     options = ServerOptions(host=args.host, port=args.port, model_threads=args.threads, metrics=metrics,
+                            reuse_port=reuse_port,
                             max_concurrent_rpcs=args.max_concurrent, tls_cert=args.tls_cert, tls_key=args.tls_key,
                             tokens=Tokens.load(admin_file=args.admin_token_file, data_file=args.data_token_file))
 
@@ -86,9 +145,12 @@ def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
-        metrics_port = metrics.serve_http(args.metrics_port, host=args.host) if metrics is not None else None
+        worker = getattr(args, "worker_index", 0)
+        metrics_port = (metrics.serve_http(args.metrics_port + worker, host=args.host)  # one port per worker
+                        if metrics is not None else None)
         state = core.state
         print(json.dumps({"event": "serving", "address": f"{args.host}:{running.port}", "metrics_port": metrics_port,
+                          "pid": os.getpid(), "worker": worker,
                           "model_version": state.bundle.version, "plan_version": state.plan_version,
                           "policy": policy.name}), flush=True)
         await stopping.wait()

@@ -12,6 +12,9 @@ pool (torch and numpy release the GIL), so the event loop keeps accepting calls.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +33,7 @@ from serving.core import InvalidRequest, Ranked, RankingCore, RankInput, ReloadE
 from serving.generated.ecorank.v1 import traffic_pb2, traffic_pb2_grpc
 from serving.metrics import MetricsInterceptor, ServingMetrics
 
+LOG = logging.getLogger("ecorank.serving")
 SERVICE_NAME = traffic_pb2.DESCRIPTOR.services_by_name["TrafficRegulator"].full_name  # ecorank.v1.TrafficRegulator
 DEFAULT_PORT = 50051
 # The default 4 MB is too small for 10,000 candidates x 64 float32 features (2.6 MB) plus ids; 64 MB bounds
@@ -99,28 +103,52 @@ class TrafficRegulatorServicer(traffic_pb2_grpc.TrafficRegulatorServicer):
         self.executor = executor
         self.metrics = metrics
 
+    def _log(self, request: traffic_pb2.RankRequest, code: str, started: float, ranked: Ranked | None = None,
+             error: str = "") -> None:
+        """One JSON line per Rank call on the `ecorank.serving` logger (request id, versions, outcome, time)."""
+        if not LOG.isEnabledFor(logging.INFO):
+            return
+        record: dict[str, object] = {
+            "event": "rank", "request_id": request.request_id, "surface": request.surface,
+            "market": request.market, "candidates": len(request.candidates.item_ids), "code": code,
+            "ms": round(1e3 * (time.perf_counter() - started), 3)}
+        if ranked is not None:
+            record.update(model_version=ranked.model_version, plan_version=ranked.plan_version,
+                          degraded=ranked.degraded, model_ms=round(1e3 * ranked.model_seconds, 3),
+                          solver_ms=round(1e3 * ranked.solver_seconds, 3))
+        if error:
+            record["error"] = error
+        LOG.info(json.dumps(record))
+
     async def Rank(self, request: traffic_pb2.RankRequest,
                    context: grpc.aio.ServicerContext) -> traffic_pb2.RankResponse:
+        started = time.perf_counter()
         try:
             decoded = to_rank_input(request)
         except InvalidRequest as err:
+            self._log(request, "INVALID_ARGUMENT", started, error=str(err))
             await context.abort_with_status(_bad_request(err))
         left = context.time_remaining()
         if left is not None and left < MIN_TIME_LEFT_S:
+            self._log(request, "DEADLINE_EXCEEDED", started)
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                                 f"{left * 1e3:.1f} ms left of the deadline: not enough to rank "
                                 f"{len(decoded.item_ids)} candidates; set a longer deadline")
         try:
             ranked = await asyncio.get_running_loop().run_in_executor(self.executor, self.core.rank, decoded)
         except InvalidRequest as err:
+            self._log(request, "INVALID_ARGUMENT", started, error=str(err))
             await context.abort_with_status(_bad_request(err))
         except Exception as err:  # a bug, not the caller's fault: say what failed; the server keeps serving
+            self._log(request, "INTERNAL", started, error=f"{type(err).__name__}: {err}")
             await context.abort(grpc.StatusCode.INTERNAL, f"ranking request {request.request_id!r} failed: "
                                 f"{type(err).__name__}: {err}")
         if self.metrics is not None:
             self.metrics.observe_rank(candidates=len(ranked.weights), model_s=ranked.model_seconds,
                                       solver_s=ranked.solver_seconds, degraded=ranked.degraded)
-        return to_response(request.request_id, ranked)
+        response = to_response(request.request_id, ranked)
+        self._log(request, "OK", started, ranked)
+        return response
 
     async def GetModelInfo(self, request: traffic_pb2.GetModelInfoRequest,
                            context: grpc.aio.ServicerContext) -> traffic_pb2.ModelInfo:

@@ -113,3 +113,41 @@ def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     with TrafficClient("127.0.0.1:1", timeout=2) as client, pytest.raises(grpc.RpcError) as raised:
         client.model_info()
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_workers_share_one_port_and_stop_together(bundle_dir: Path, plan_dirs: tuple[Path, Path]) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port that was free a moment ago
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen([sys.executable, "-m", "experiments.cli", "serve", "--bundle", str(bundle_dir),
+                                "--plan", str(plan_dirs[0]), "--port", str(port), "--workers", "2", "--threads", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    try:
+        serving = []
+        while len(serving) < 2:
+            line = process.stdout.readline()
+            assert line, "a worker exited before serving"
+            if _event(line).get("event") == "serving":
+                serving.append(_event(line))
+        assert {e["address"] for e in serving} == {f"127.0.0.1:{port}"}
+        assert len({e["pid"] for e in serving}) == 2
+        for _ in range(6):  # fresh connections; the kernel spreads them over the workers
+            with TrafficClient(f"127.0.0.1:{port}") as client:
+                assert client.rank(frame_for(client, 20)).weights.sum() == pytest.approx(1.0)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        stopped = [e for e in map(_event, process.stdout.read().splitlines()) if e.get("event") == "stopped"]
+        assert len(stopped) == 2
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_workers_need_a_fixed_port() -> None:
+    done = subprocess.run([sys.executable, "-m", "experiments.cli", "serve", "--workers", "2", "--port", "0"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "--workers > 1 needs a fixed --port" in done.stderr

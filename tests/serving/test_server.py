@@ -151,3 +151,22 @@ def test_reload_under_load_fails_no_call_and_refuses_a_corrupt_bundle(served: Se
     after = served.stub.Rank(request, timeout=30)
     assert after.plan_version == 2
     assert after.model_version == served.core.state.bundle.version
+
+
+def test_every_rank_call_logs_one_json_line(served: Served, caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import logging
+
+    caplog.set_level(logging.INFO, logger="ecorank.serving")
+    served.stub.Rank(to_request(candidates(served.core, 30)), timeout=30)
+    with pytest.raises(grpc.RpcError):
+        served.stub.Rank(_blob(to_request(candidates(served.core, 30)), b"x"), timeout=30)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ecorank.serving"]
+    assert [line["code"] for line in lines] == ["OK", "INVALID_ARGUMENT"]
+    ok, bad = lines
+    assert ok["request_id"] == "r0"
+    assert ok["candidates"] == 30
+    assert ok["plan_version"] == 1
+    assert ok["model_version"] == served.core.state.bundle.version
+    assert ok["ms"] > 0
+    assert "expected rows x cols x 4" in bad["error"]
