@@ -35,6 +35,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
     serve.add_argument("--grace", type=float, default=DEFAULT_GRACE_S, help="seconds to drain calls on SIGTERM")
     serve.add_argument("--workers", type=int, default=1,
                        help="server processes sharing --port through SO_REUSEPORT (each with --threads threads)")
+    serve.add_argument("--watch", type=float, default=0.0, metavar="SECONDS",
+                       help="every SECONDS, reload a newer plan version in --plan's folder or a re-exported "
+                            "--bundle (default: off; reload by RPC)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
                        help="JSON log line per call on stderr at info (default: %(default)s)")
     serve.add_argument("--admin-token-file", type=Path, default=None,
@@ -153,13 +156,30 @@ def _serve(args: argparse.Namespace, *, reuse_port: bool = False) -> int:
                           "pid": os.getpid(), "worker": worker,
                           "model_version": state.bundle.version, "plan_version": state.plan_version,
                           "policy": policy.name}), flush=True)
+        watching = asyncio.create_task(_watch(core, bundle_path, plan_path, args.watch)) if args.watch > 0 else None
         await stopping.wait()
+        if watching is not None:
+            watching.cancel()
         print(json.dumps({"event": "draining", "grace_s": args.grace}), flush=True)
         await running.stop(grace=args.grace)
         print(json.dumps({"event": "stopped"}), flush=True)
 
     asyncio.run(main())
     return 0
+
+
+async def _watch(core: object, bundle: Path | None, plan: Path | None, every: float) -> None:
+    from serving.core import RankingCore
+    from serving.watch import Watcher
+
+    assert isinstance(core, RankingCore)
+    watcher = Watcher(core, plans=plan.parent if plan is not None else None, bundle=bundle)
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(every)
+        for detail in await loop.run_in_executor(None, watcher.check):
+            print(json.dumps({"event": "watch", "detail": detail, "plan_version": core.state.plan_version,
+                              "model_version": core.state.bundle.version}), flush=True)
 
 
 def _rank(args: argparse.Namespace) -> int:

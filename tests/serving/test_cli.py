@@ -151,3 +151,28 @@ def test_workers_need_a_fixed_port() -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "--workers > 1 needs a fixed --port" in done.stderr
+
+
+def test_watch_picks_up_a_new_plan_version(bundle_dir: Path, plan_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    import shutil
+
+    plans = tmp_path / "plans"
+    shutil.copytree(plan_dirs[0], plans / "v000001")
+    process = subprocess.Popen([sys.executable, "-m", "experiments.cli", "serve", "--bundle", str(bundle_dir),
+                                "--plan", str(plans / "v000001"), "--port", "0", "--threads", "1", "--watch", "0.2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    try:
+        while _event(process.stdout.readline() or '{"event": "eof"}').get("event") not in ("serving", "eof"):
+            pass
+        shutil.copytree(plan_dirs[1], plans / "v000002")
+        event: dict[str, str] = {}
+        while event.get("event") != "watch":
+            line = process.stdout.readline()
+            assert line, "the server exited"
+            event = _event(line)
+        assert event["detail"] == f"reloaded plan {plans / 'v000002'}"
+        assert event["plan_version"] == 2  # type: ignore[comparison-overlap]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
