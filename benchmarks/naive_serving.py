@@ -20,10 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import argparse
 import json
 import signal
-import sys
 import threading
 from concurrent import futures
-from pathlib import Path
 from typing import Any
 
 import cvxpy as cp

@@ -33,10 +33,8 @@ import multiprocessing as mp
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -97,13 +95,10 @@ def requests(plan_dir: Path, n: int, count: int, seed: int) -> list[dict[str, np
 
 
 def _grpc_request(r: dict[str, np.ndarray]) -> Any:
-    from serving.generated.ecorank.v1 import traffic_pb2
+    from serving.client import rank_request
 
-    f = r["features"]
-    return traffic_pb2.RankRequest(request_id="bench", surface="content", candidates=traffic_pb2.CandidateBatch(
-        item_ids=r["item"].tolist(), creator_ids=r["creator"].tolist(), cluster_ids=r["cluster"].tolist(),
-        original=r["original"].tolist(),
-        features=traffic_pb2.DenseMatrix(rows=f.shape[0], cols=f.shape[1], data=f.tobytes())))
+    return rank_request(r["item"], r["creator"], r["features"], cluster_ids=r["cluster"], original=r["original"],
+                        request_id="bench")
 
 
 def _naive_request(r: dict[str, np.ndarray]) -> Any:

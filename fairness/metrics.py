@@ -220,6 +220,12 @@ def exposure_entropy(exposure: ArrayLike, *, normalized: bool = True) -> float:
     return min(1.0, max(0.0, entropy / math.log(n)))
 
 
+def _holders(n: int, fraction: float) -> int:
+    """k = max(1, ceil(fraction * n)), at most n. Rounds before ceil: 0.07 * 100 = 7.000000000000001 must
+    mean 7 holders, not 8."""
+    return min(n, max(1, math.ceil(round(fraction * n, 9))))
+
+
 def top_share(exposure: ArrayLike, *, fraction: float = 0.01) -> float:
     """Share of total exposure held by the top k = max(1, ceil(fraction * n)) holders.
 
@@ -227,12 +233,10 @@ def top_share(exposure: ArrayLike, *, fraction: float = 0.01) -> float:
     """
     _check_fraction(fraction)
     values = _check_exposure(exposure)
-    n = len(values)
-    total = values.sum()
+    n, total = len(values), values.sum()
     if total == 0:
         return 0.0
-    # Round before ceil: 0.07 * 100 = 7.000000000000001 must mean 7 holders, not 8.
-    k = min(n, max(1, math.ceil(round(fraction * n, 9))))
+    k = _holders(n, fraction)
     # np.partition puts the k largest values in the last k slots in O(n), no full sort.
     largest = np.partition(values, n - k)[n - k :]
     return float(largest.sum() / total)
@@ -247,11 +251,10 @@ def bottom_share(exposure: ArrayLike, *, fraction: float = 0.1) -> float:
     """
     _check_fraction(fraction)
     values = _check_exposure(exposure)
-    n = len(values)
     total = values.sum()
     if total == 0:
         return 0.0
-    k = min(n, max(1, math.ceil(round(fraction * n, 9))))
+    k = _holders(len(values), fraction)
     smallest = np.partition(values, k - 1)[:k]
     return float(smallest.sum() / total)
 

@@ -17,6 +17,10 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from serving.core import RankingCore
 
 DEFAULT_GRACE_S = 10.0
 
@@ -168,11 +172,9 @@ def _serve(args: argparse.Namespace, *, reuse_port: bool = False) -> int:
     return 0
 
 
-async def _watch(core: object, bundle: Path | None, plan: Path | None, every: float) -> None:
-    from serving.core import RankingCore
+async def _watch(core: RankingCore, bundle: Path | None, plan: Path | None, every: float) -> None:
     from serving.watch import Watcher
 
-    assert isinstance(core, RankingCore)
     watcher = Watcher(core, plans=plan.parent if plan is not None else None, bundle=bundle)
     loop = asyncio.get_running_loop()
     while True:

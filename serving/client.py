@@ -60,6 +60,26 @@ def describe_error(err: grpc.RpcError) -> str:
     return "\n".join(lines)
 
 
+def rank_request(item_ids: ArrayLike, creator_ids: ArrayLike, features: ArrayLike, *,
+                 cluster_ids: ArrayLike | None = None, original: ArrayLike | None = None, surface: str = "content",
+                 overrides: Mapping[str, float] | None = None, explain: bool = False, request_id: str = "",
+                 market: str = "") -> traffic_pb2.RankRequest:
+    """A RankRequest from arrays: ids packed, features as one float32 row-major blob. Without cluster ids each
+    creator is its own cluster; without flags nobody is original."""
+    items = np.asarray(item_ids, np.int64)
+    matrix = np.ascontiguousarray(np.asarray(features, dtype="<f4"))
+    if matrix.ndim != 2:
+        raise ValueError(f"features: received shape {matrix.shape}; expected (candidates, features)")
+    return traffic_pb2.RankRequest(
+        request_id=request_id, surface=surface, market=market, explain=explain,
+        blend_overrides=dict(overrides or {}),
+        candidates=traffic_pb2.CandidateBatch(
+            item_ids=items.tolist(), creator_ids=np.asarray(creator_ids, np.int64).tolist(),
+            cluster_ids=np.asarray(creator_ids if cluster_ids is None else cluster_ids, np.int64).tolist(),
+            original=np.asarray(np.zeros(len(items), bool) if original is None else original, bool).tolist(),
+            features=traffic_pb2.DenseMatrix(rows=matrix.shape[0], cols=matrix.shape[1], data=matrix.tobytes())))
+
+
 class TrafficClient:
     def __init__(self, target: str, *, timeout: float = 10.0, token: str | None = None,
                  root_certificates: bytes | None = None, tls: bool = False,
@@ -116,18 +136,9 @@ class TrafficClient:
             features = candidates[list(self.feature_names())].to_numpy(np.float32)
         if item_ids is None or creator_ids is None or features is None:
             raise ValueError("rank: pass a candidates DataFrame, or item_ids, creator_ids and features")
-        items = np.asarray(item_ids, np.int64)
-        matrix = np.ascontiguousarray(np.asarray(features, dtype="<f4"))
-        if matrix.ndim != 2:
-            raise ValueError(f"features: received shape {matrix.shape}; expected (candidates, features)")
-        request = traffic_pb2.RankRequest(
-            request_id=request_id, surface=surface, market=market, explain=explain,
-            blend_overrides=dict(overrides or {}),
-            candidates=traffic_pb2.CandidateBatch(
-                item_ids=items.tolist(), creator_ids=np.asarray(creator_ids, np.int64).tolist(),
-                cluster_ids=np.asarray(creator_ids if cluster_ids is None else cluster_ids, np.int64).tolist(),
-                original=np.asarray(np.zeros(len(items), bool) if original is None else original, bool).tolist(),
-                features=traffic_pb2.DenseMatrix(rows=matrix.shape[0], cols=matrix.shape[1], data=matrix.tobytes())))
+        request = rank_request(item_ids, creator_ids, features, cluster_ids=cluster_ids, original=original,
+                               surface=surface, overrides=overrides, explain=explain, request_id=request_id,
+                               market=market)
         response: traffic_pb2.RankResponse = self.stub.Rank(request, timeout=self.timeout, metadata=self.metadata)
         p = response.predictions
         explanation = None

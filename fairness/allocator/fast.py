@@ -234,7 +234,7 @@ def solve_fast(problem: AllocationProblem) -> Allocation:
     layout = _Layout(p)
     mu = np.zeros(p.n_requests)
     solved = _Laminar(p, layout, p.value)
-    share = sum_by(layout.request, np.where(p.original, solved.weights, 0.0), p.n_requests)
+    share = _originals_share(p, layout, solved)
     short = share < p.floor - layout.floor_tol
     if short.any():
         separable = short & ~_mixed_groups(p, layout, solved)

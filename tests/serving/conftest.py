@@ -20,6 +20,7 @@ from mtl.schema import load_schema
 from mtl.train import train_bundle
 from mtl.trainer import TrainConfig
 from serving.auth import Tokens
+from serving.client import rank_request
 from serving.core import RankingCore, RankInput
 from serving.generated.ecorank.v1 import traffic_pb2, traffic_pb2_grpc
 from serving.server import RunningServer, ServerOptions, start_server
@@ -70,14 +71,9 @@ def candidates(core: RankingCore, n: int, seed: int = 0) -> RankInput:
 
 
 def to_request(x: RankInput, **changes: object) -> traffic_pb2.RankRequest:
-    request = traffic_pb2.RankRequest(
-        request_id=x.request_id, surface=x.surface, market="test", explain=x.explain,
-        candidates=traffic_pb2.CandidateBatch(
-            item_ids=x.item_ids.tolist(), creator_ids=x.creator_ids.tolist(), cluster_ids=x.cluster_ids.tolist(),
-            original=x.original.tolist(),
-            features=traffic_pb2.DenseMatrix(rows=x.features.shape[0], cols=x.features.shape[1],
-                                             data=np.ascontiguousarray(x.features, "<f4").tobytes())),
-        blend_overrides=dict(x.overrides))
+    request = rank_request(x.item_ids, x.creator_ids, x.features, cluster_ids=x.cluster_ids, original=x.original,
+                           surface=x.surface, overrides=x.overrides, explain=x.explain, request_id=x.request_id,
+                           market="test")
     for key, value in changes.items():
         setattr(request, key, value)
     return request

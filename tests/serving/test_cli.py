@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.client import TrafficClient
+from serving.client import TrafficClient, rank_request
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +99,8 @@ def test_sigterm_drains_the_call_in_flight_then_stops(server: tuple[subprocess.P
 
 
 def _request(client: TrafficClient, frame: pd.DataFrame) -> object:
-    from serving.generated.ecorank.v1 import traffic_pb2
-
-    matrix = frame[list(client.feature_names())].to_numpy("<f4")
-    return traffic_pb2.RankRequest(request_id="big", surface="content", candidates=traffic_pb2.CandidateBatch(
-        item_ids=frame["item_id"].tolist(), creator_ids=frame["creator_id"].tolist(),
-        cluster_ids=frame["cluster_id"].tolist(), original=frame["original"].tolist(),
-        features=traffic_pb2.DenseMatrix(rows=matrix.shape[0], cols=matrix.shape[1], data=matrix.tobytes())))
+    return rank_request(frame["item_id"], frame["creator_id"], frame[list(client.feature_names())],
+                        cluster_ids=frame["cluster_id"], original=frame["original"], request_id="big")
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
