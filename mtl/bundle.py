@@ -109,7 +109,8 @@ class Bundle:
         if threads is not None:
             torch.set_num_threads(threads)
         try:
-            self.model.eval()
+            if self.model.training:  # eval() walks every module: 0.3 ms a call on the MMoE
+                self.model.eval()
             parts: dict[str, list[NDArray[np.float64]]] = {h.name: [] for h in self.model.heads}
             with torch.inference_mode():
                 for start in range(0, len(dense), batch_size):

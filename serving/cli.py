@@ -31,6 +31,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
                        help="model bundle folder (default: the embedded default, built from the simulator)")
     serve.add_argument("--plan", type=Path, default=None, help="traffic plan folder (save_plan's v000NNN)")
     serve.add_argument("--policy", default="default", help="fairness policy: built-in name or .toml path")
+    serve.add_argument("--surface-policy", action="append", default=[], metavar="SURFACE=POLICY",
+                       help="serve SURFACE with its own fairness policy (built-in name or .toml path); repeatable. "
+                            "Other surfaces get --policy")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
     serve.add_argument("--port", type=int, default=50051)
     serve.add_argument("--threads", type=int, default=2, help="torch threads and model workers (cores owned)")
@@ -67,6 +70,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
 def run(args: argparse.Namespace) -> int:
     if args.command == "rank":
         return _rank(args)
+    try:
+        args.surface_policies = [_surface_policy(value) for value in args.surface_policy]
+    except ValueError as err:
+        print(f"ecorank serve: error: {err}", file=sys.stderr)
+        return 2
     if args.workers < 1:
         print(f"ecorank serve: error: --workers must be at least 1; received {args.workers}", file=sys.stderr)
         return 2
@@ -77,6 +85,13 @@ def run(args: argparse.Namespace) -> int:
               "SO_REUSEPORT); received --port 0", file=sys.stderr)
         return 2
     return _serve_workers(args)
+
+
+def _surface_policy(value: str) -> tuple[str, str]:
+    surface, sep, policy = value.partition("=")
+    if not sep or not surface.strip() or not policy.strip():
+        raise ValueError(f"--surface-policy: received {value!r}; expected SURFACE=POLICY, e.g. shelf=shelf.toml")
+    return surface.strip(), policy.strip()
 
 
 def _serve_workers(args: argparse.Namespace) -> int:
@@ -121,24 +136,31 @@ def _worker(args: argparse.Namespace, index: int) -> None:
 def _serve(args: argparse.Namespace, *, reuse_port: bool = False) -> int:
     import logging
 
-    from fairness.planner import load_plan
+    from fairness.planner import PlanError, load_plan
     from fairness.policy import load_policy
-    from mtl.bundle import load_bundle
+    from mtl.bundle import BundleError, load_bundle
     from serving.auth import Tokens
-    from serving.core import Limits, RankingCore
+    from serving.core import Limits, RankingCore, ReloadError
     from serving.default import default_paths
+    from serving.memory import keep_freed_memory
     from serving.metrics import ServingMetrics
     from serving.server import ServerOptions, start_server
 
+    keep_freed_memory()  # the model's activations reuse heap pages instead of faulting in new ones each call
     policy = load_policy(args.policy)
+    surface_policies = {surface: load_policy(name) for surface, name in args.surface_policies}
     bundle_path, plan_path = args.bundle, args.plan
     if bundle_path is None:
         print("ecorank serve: no --bundle given; using the embedded default (built from the simulator on first "
               "start, then cached)", file=sys.stderr)
         bundle_path, default_plan = default_paths(policy, progress=True)
         plan_path = plan_path or default_plan
-    core = RankingCore(load_bundle(bundle_path), policy, plan=load_plan(plan_path) if plan_path else None,
-                       limits=Limits(max_candidates=args.max_candidates))
+    try:
+        core = RankingCore(load_bundle(bundle_path), policy, plan=load_plan(plan_path) if plan_path else None,
+                           limits=Limits(max_candidates=args.max_candidates), surface_policies=surface_policies)
+    except (BundleError, PlanError, ReloadError) as err:  # a wrong path or a bundle the service cannot serve
+        print(f"ecorank serve: error: {err}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(message)s", stream=sys.stderr)
     metrics = ServingMetrics() if args.metrics_port is not None else None
     options = ServerOptions(host=args.host, port=args.port, model_threads=args.threads, metrics=metrics,

@@ -13,8 +13,7 @@ INVALID_ARGUMENT into its field-by-field list.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from types import TracebackType
 
 import grpc
@@ -22,31 +21,13 @@ import numpy as np
 import pandas as pd
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 
+from serving.convert import RankResult, rank_request, to_result
 from serving.generated.ecorank.v1 import traffic_pb2, traffic_pb2_grpc
 from serving.server import DEFAULT_MAX_MESSAGE_BYTES
 
 ID_COLUMNS = ("item_id", "creator_id", "cluster_id", "original")
-
-
-@dataclass(frozen=True)
-class RankResult:
-    weights: NDArray[np.float64]
-    ranking: NDArray[np.int64]
-    predictions: dict[str, NDArray[np.float64]]
-    model_version: str
-    plan_version: int
-    policy_name: str
-    degraded: bool
-    degraded_reason: str
-    explanation: pd.DataFrame | None  # one row per candidate when asked for
-
-    def to_frame(self) -> pd.DataFrame:
-        """weight, rank (0 = first) and the four predictions per candidate, in candidate order."""
-        rank = np.empty(len(self.ranking), np.int64)
-        rank[self.ranking] = np.arange(len(self.ranking))
-        return pd.DataFrame({"weight": self.weights, "rank": rank, **self.predictions})
 
 
 def describe_error(err: grpc.RpcError) -> str:
@@ -58,26 +39,6 @@ def describe_error(err: grpc.RpcError) -> str:
         if detail.Unpack(bad):
             lines += [f"  {v.field}: {v.description}" for v in bad.field_violations]
     return "\n".join(lines)
-
-
-def rank_request(item_ids: ArrayLike, creator_ids: ArrayLike, features: ArrayLike, *,
-                 cluster_ids: ArrayLike | None = None, original: ArrayLike | None = None, surface: str = "content",
-                 overrides: Mapping[str, float] | None = None, explain: bool = False, request_id: str = "",
-                 market: str = "") -> traffic_pb2.RankRequest:
-    """A RankRequest from arrays: ids packed, features as one float32 row-major blob. Without cluster ids each
-    creator is its own cluster; without flags nobody is original."""
-    items = np.asarray(item_ids, np.int64)
-    matrix = np.ascontiguousarray(np.asarray(features, dtype="<f4"))
-    if matrix.ndim != 2:
-        raise ValueError(f"features: received shape {matrix.shape}; expected (candidates, features)")
-    return traffic_pb2.RankRequest(
-        request_id=request_id, surface=surface, market=market, explain=explain,
-        blend_overrides=dict(overrides or {}),
-        candidates=traffic_pb2.CandidateBatch(
-            item_ids=items.tolist(), creator_ids=np.asarray(creator_ids, np.int64).tolist(),
-            cluster_ids=np.asarray(creator_ids if cluster_ids is None else cluster_ids, np.int64).tolist(),
-            original=np.asarray(np.zeros(len(items), bool) if original is None else original, bool).tolist(),
-            features=traffic_pb2.DenseMatrix(rows=matrix.shape[0], cols=matrix.shape[1], data=matrix.tobytes())))
 
 
 class TrafficClient:
@@ -140,25 +101,10 @@ class TrafficClient:
                                surface=surface, overrides=overrides, explain=explain, request_id=request_id,
                                market=market)
         response: traffic_pb2.RankResponse = self.stub.Rank(request, timeout=self.timeout, metadata=self.metadata)
-        p = response.predictions
-        explanation = None
-        if response.HasField("explanation"):
-            e = response.explanation
-            explanation = pd.DataFrame({name: list(getattr(e, name)) for name in _EXPLANATION_FIELDS})
-        return RankResult(
-            weights=np.array(response.weights), ranking=np.array(response.ranking, np.int64),
-            predictions={h: np.array(getattr(p, h)) for h in ("gmv", "prosperity", "risk", "complaint")},
-            model_version=response.model_version, plan_version=response.plan_version,
-            policy_name=response.policy_name, degraded=response.degraded, degraded_reason=response.degraded_reason,
-            explanation=explanation)
+        return to_result(response)
 
     def reload(self, *, bundle_path: str = "", plan_path: str = "") -> traffic_pb2.ReloadResponse:
         answer: traffic_pb2.ReloadResponse = self.stub.Reload(
             traffic_pb2.ReloadRequest(bundle_path=bundle_path, plan_path=plan_path), timeout=max(self.timeout, 120),
             metadata=self.metadata)
         return answer
-
-
-_EXPLANATION_FIELDS: Sequence[str] = ("base_utility", "creator_price", "cluster_price", "adjusted_utility",
-                                      "floor_boost", "item_cap_dual", "creator_cap_dual", "cluster_cap_dual",
-                                      "binding")

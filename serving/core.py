@@ -97,7 +97,15 @@ class Loaded:
     """What one request is served with; replaced whole on reload."""
 
     bundle: Bundle
-    engine: FairnessEngine
+    engine: FairnessEngine  # the default policy's
+    surface_engines: Mapping[str, FairnessEngine] = field(default_factory=dict)  # surfaces with a policy of their own
+
+    def engine_for(self, surface: str) -> FairnessEngine:
+        return self.surface_engines.get(surface, self.engine)
+
+    @property
+    def plan(self) -> TrafficPlan | None:
+        return self.engine.plan
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -132,15 +140,30 @@ def _check_bundle(bundle: Bundle) -> None:
 
 
 class RankingCore:
-    """Predict -> blend -> prices -> allocate -> explain, for one request at a time or many in a loop."""
+    """Predict -> blend -> prices -> allocate -> explain, for one request at a time or many in a loop.
+
+    `policy` serves every surface, except those given a policy of their own in `surface_policies` (e.g. a
+    shelf with a higher originals floor); those surfaces are served even if `limits.surfaces` lacks them.
+    All surfaces share the model and the traffic plan.
+    """
 
     def __init__(self, bundle: Bundle, policy: FairnessPolicy, *, plan: TrafficPlan | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, surface_policies: Mapping[str, FairnessPolicy] | None = None) -> None:
         _check_bundle(bundle)
         self.policy = policy
-        self.limits = limits or Limits()
-        self.state = self._warmed(Loaded(bundle=bundle, engine=FairnessEngine(policy, plan=plan)))
+        self.surface_policies = dict(surface_policies or {})
+        limits = limits or Limits()
+        extra = tuple(s for s in self.surface_policies if s not in limits.surfaces)
+        self.limits = Limits(max_candidates=limits.max_candidates, surfaces=limits.surfaces + extra)
+        self.state = self._warmed(self._state(bundle, plan))
         self._reload_lock = threading.Lock()
+
+    def policy_for(self, surface: str) -> FairnessPolicy:
+        return self.surface_policies.get(surface, self.policy)
+
+    def _state(self, bundle: Bundle, plan: TrafficPlan | None) -> Loaded:
+        return Loaded(bundle=bundle, engine=FairnessEngine(self.policy, plan=plan),
+                      surface_engines={s: FairnessEngine(p, plan=plan) for s, p in self.surface_policies.items()})
 
     # ---------------------------------------------------------------- validation
 
@@ -196,8 +219,8 @@ class RankingCore:
         if request.surface not in self.limits.surfaces:
             problems.append(Violation("surface", f"received {request.surface!r}; expected one of "
                                       f"{list(self.limits.surfaces)}"))
-        try:
-            state.engine.blend_weights(request.overrides)
+        try:  # the override ranges of the surface's own policy
+            state.engine_for(request.surface).blend_weights(request.overrides)
         except BlendInputError as err:
             problems.append(Violation("blend_overrides", str(err)))
         if problems:
@@ -221,7 +244,8 @@ class RankingCore:
         predicted = time.perf_counter()
         heads = HeadPredictions(**{h: predictions[h] for h in HEADS})
         n = len(request.item_ids)
-        result = state.engine.allocate(
+        engine = state.engine_for(request.surface)
+        result = engine.allocate(
             CandidateBatch(creator=np.asarray(request.creator_ids, np.int64),
                            cluster=np.asarray(request.cluster_ids, np.int64),
                            original=np.asarray(request.original, bool), heads=heads,
@@ -229,13 +253,13 @@ class RankingCore:
             overrides=request.overrides or None)
         positions, _ = slate_from_weights(result.weights[None, :], n, tie_break=result.value[None, :])
         reasons = list(result.notes)
-        if state.engine.plan is None:
+        if state.plan is None:
             reasons.append("no traffic plan loaded: hard caps only, no plan prices")
         return Ranked(
             weights=result.weights, ranking=positions[0].astype(np.int64), predictions=predictions,
             explanation=result.explanation if request.explain else None, model_version=state.bundle.version,
-            plan_version=state.plan_version, policy_name=self.policy.name,
-            degraded=bool(result.degraded.any()) or state.engine.plan is None, degraded_reason="; ".join(reasons),
+            plan_version=state.plan_version, policy_name=engine.policy.name,
+            degraded=bool(result.degraded.any()) or state.plan is None, degraded_reason="; ".join(reasons),
             model_seconds=predicted - started, solver_seconds=time.perf_counter() - predicted)
 
     # ---------------------------------------------------------------- state
@@ -251,13 +275,13 @@ class RankingCore:
             try:
                 bundle = load_bundle(bundle_path) if bundle_path is not None else current.bundle
                 _check_bundle(bundle)
-                plan = load_plan(plan_path) if plan_path is not None else current.engine.plan
+                plan = load_plan(plan_path) if plan_path is not None else current.plan
             except ReloadError:
                 raise
             except Exception as err:  # a corrupt file of any kind must leave the good state in place
                 raise ReloadError(f"reload refused, still serving model {current.bundle.version} and plan "
                                   f"v{current.plan_version}: {err}") from err
-            fresh = self._warmed(Loaded(bundle=bundle, engine=FairnessEngine(self.policy, plan=plan)))
+            fresh = self._warmed(self._state(bundle, plan))
             self.state = fresh  # one reference assignment: atomic for readers
             return fresh
 

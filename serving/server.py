@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
-import numpy as np
 import torch
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -29,7 +28,8 @@ from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from serving.auth import TokenAuthInterceptor, Tokens
-from serving.core import InvalidRequest, Ranked, RankingCore, RankInput, ReloadError, decode_features
+from serving.convert import to_rank_input, to_response
+from serving.core import InvalidRequest, Ranked, RankingCore, ReloadError
 from serving.generated.ecorank.v1 import traffic_pb2, traffic_pb2_grpc
 from serving.metrics import MetricsInterceptor, ServingMetrics
 
@@ -55,36 +55,6 @@ class ServerOptions:
     tls_cert: Path | None = None     # PEM certificate chain and private key: serve TLS instead of plaintext
     tls_key: Path | None = None
     metrics: ServingMetrics | None = None  # Prometheus counters and histograms (serving/metrics.py)
-
-
-def to_rank_input(request: traffic_pb2.RankRequest) -> RankInput:
-    """Decode a RankRequest; raises InvalidRequest for a blob whose size does not match rows x cols."""
-    c = request.candidates
-    features = decode_features(c.features.rows, c.features.cols, c.features.data)
-    return RankInput(
-        request_id=request.request_id, surface=request.surface, market=request.market,
-        item_ids=np.asarray(c.item_ids, np.int64), creator_ids=np.asarray(c.creator_ids, np.int64),
-        cluster_ids=np.asarray(c.cluster_ids, np.int64), original=np.asarray(c.original, bool), features=features,
-        overrides=dict(request.blend_overrides), explain=request.explain)
-
-
-def to_response(request_id: str, ranked: Ranked) -> traffic_pb2.RankResponse:
-    p = ranked.predictions
-    response = traffic_pb2.RankResponse(
-        request_id=request_id, weights=ranked.weights.tolist(), ranking=ranked.ranking.tolist(),
-        predictions=traffic_pb2.HeadPredictions(gmv=p["gmv"].tolist(), prosperity=p["prosperity"].tolist(),
-                                                risk=p["risk"].tolist(), complaint=p["complaint"].tolist()),
-        model_version=ranked.model_version, plan_version=ranked.plan_version, policy_name=ranked.policy_name,
-        degraded=ranked.degraded, degraded_reason=ranked.degraded_reason)
-    e = ranked.explanation
-    if e is not None:
-        response.explanation.CopyFrom(traffic_pb2.Explanation(
-            base_utility=e.base_utility.tolist(), creator_price=e.creator_price.tolist(),
-            cluster_price=e.cluster_price.tolist(), adjusted_utility=e.adjusted_utility.tolist(),
-            floor_boost=e.floor_boost.tolist(), item_cap_dual=e.item_cap_dual.tolist(),
-            creator_cap_dual=e.creator_cap_dual.tolist(), cluster_cap_dual=e.cluster_cap_dual.tolist(),
-            binding=[",".join(e.binding(i)) for i in range(len(e.weight))]))
-    return response
 
 
 def _bad_request(err: InvalidRequest) -> grpc.Status:
@@ -158,7 +128,10 @@ class TrafficRegulatorServicer(traffic_pb2_grpc.TrafficRegulatorServicer):
             feature_names=list(state.feature_names), heads=[h.name for h in state.bundle.model.heads],
             plan_version=state.plan_version, policy_name=core.policy.name,
             policy_fingerprint=core.policy.fingerprint(), surfaces=list(core.limits.surfaces),
-            max_candidates=core.limits.max_candidates)
+            max_candidates=core.limits.max_candidates,
+            surface_policies=[traffic_pb2.SurfacePolicy(surface=s, policy_name=core.policy_for(s).name,
+                                                        policy_fingerprint=core.policy_for(s).fingerprint())
+                              for s in core.limits.surfaces])
 
     async def Reload(self, request: traffic_pb2.ReloadRequest,
                      context: grpc.aio.ServicerContext) -> traffic_pb2.ReloadResponse:

@@ -196,7 +196,22 @@ class Gate(nn.Module):
         self.linear = nn.Linear(in_dim, n_experts)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.softmax(self.linear(x), dim=-1)  # (B, E)
+        # softmax over dim 0 of the (E, B) transpose: the same numbers, but torch's CPU softmax over a short
+        # last dim measured 0.08 ms at B = 1,000, E = 4, against 0.013 ms down the long one
+        return torch.softmax(self.linear(x).t(), dim=0).t()  # (B, E), a view
+
+
+def mix(weights: Tensor, experts: Tensor) -> Tensor:
+    """The gate-weighted sum of expert outputs: (B, E) x (B, E, H) -> (B, H).
+
+    Written out as E multiply-adds on (B, H) slices. At B = 1,000, E = 4, H = 64 on 1 thread: forward 0.09 ms
+    against einsum("be,beh->bh")'s 0.39 (which lowers to a thousand tiny matmuls), forward + backward 0.71 ms
+    against 1.54; a broadcast multiply and a sum over E measured 0.11 and 0.57.
+    """
+    out = weights[:, 0:1] * experts[:, 0]  # (B, 1) * (B, H) -> (B, H)
+    for e in range(1, experts.shape[1]):
+        out = torch.addcmul(out, weights[:, e : e + 1], experts[:, e])  # out + (B, 1) * (B, H)
+    return out
 
 
 class Tower(nn.Module):

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from mtl.models.blocks import (
@@ -26,6 +25,7 @@ from mtl.models.blocks import (
     check_hidden,
     check_inputs,
     check_positive_int,
+    mix,
 )
 from mtl.spec import HeadSpec, InputSpec
 
@@ -78,7 +78,7 @@ class MMoE(MultiTaskModel):
         outputs: dict[str, Tensor] = {}
         for head, gate, tower in zip(self.heads, self.gates, self.towers, strict=True):
             weights: Tensor = gate(x)  # (B, E)
-            mixed = torch.einsum("be,beh->bh", weights, experts)  # (B, H)
+            mixed = mix(weights, experts)  # (B, H)
             outputs[head.name] = tower(mixed)  # (B, head.output_dim)
         if labels is None:
             return outputs, None

@@ -32,6 +32,7 @@ from mtl.models.blocks import (
     check_hidden,
     check_inputs,
     check_positive_int,
+    mix,
 )
 from mtl.spec import HeadSpec, InputSpec
 
@@ -100,12 +101,12 @@ class CGC(nn.Module):
         for x, own_k, gate in zip(task_inputs, own, self.task_gates, strict=True):
             candidates = torch.cat([own_k, shared], dim=1)  # (B, Et + Es, H)
             weights: Tensor = gate(x)  # (B, Et + Es)
-            task_outputs.append(torch.einsum("be,beh->bh", weights, candidates))  # (B, H)
+            task_outputs.append(mix(weights, candidates))  # (B, H)
         if self.shared_gate is None:
             return task_outputs, None
         candidates = torch.cat([*own, shared], dim=1)  # (B, T * Et + Es, H)
         weights = self.shared_gate(shared_input)  # (B, T * Et + Es)
-        return task_outputs, torch.einsum("be,beh->bh", weights, candidates)  # (B, H)
+        return task_outputs, mix(weights, candidates)  # (B, H)
 
 
 class PLE(MultiTaskModel):

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from mtl.models import CGC, MODELS, PLE, MMoE, build_model
-from mtl.models.blocks import MLP, BatchedExperts, Gate, InputLayer, MultiTaskModel, Tower
+from mtl.models.blocks import MLP, BatchedExperts, Gate, InputLayer, MultiTaskModel, Tower, mix
 from mtl.spec import CategoricalInput, HeadSpec, InputSpec
 
 INPUTS = InputSpec(n_dense=5, categorical=(CategoricalInput(buckets=10, embedding_dim=4), CategoricalInput(7, 3)))
@@ -140,9 +140,6 @@ def test_task_weights_scale_head_losses(name: str) -> None:
         model(**batch, labels={"purchase": labels["purchase"]})
 
 
-# --- blocks ---------------------------------------------------------------------------------------
-
-
 def test_batched_experts_equal_loop_reference() -> None:
     torch.manual_seed(0)
     experts = BatchedExperts(n_experts=3, in_dim=6, hidden=(8, 5), dropout=0.1).eval()
@@ -161,6 +158,13 @@ def test_batched_expert_slice_is_a_linear_layer() -> None:
         linear.bias.copy_(experts.biases[0][1])
     x = torch.randn(5, 4)
     torch.testing.assert_close(experts(x)[:, 1], torch.relu(linear(x)))
+
+
+def test_mix_is_the_gate_weighted_sum_of_experts() -> None:
+    g = torch.Generator().manual_seed(0)
+    weights = torch.softmax(torch.randn(4, 300, generator=g), dim=0).t()  # (B, E) view, as Gate returns
+    experts = torch.randn(4, 300, 64, generator=g).transpose(0, 1)  # (B, E, H) view, as BatchedExperts returns
+    torch.testing.assert_close(mix(weights, experts), torch.einsum("be,beh->bh", weights, experts))
 
 
 def test_mlp_and_tower_widths() -> None:

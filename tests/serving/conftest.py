@@ -20,7 +20,7 @@ from mtl.schema import load_schema
 from mtl.train import train_bundle
 from mtl.trainer import TrainConfig
 from serving.auth import Tokens
-from serving.client import rank_request
+from serving.convert import rank_request
 from serving.core import RankingCore, RankInput
 from serving.generated.ecorank.v1 import traffic_pb2, traffic_pb2_grpc
 from serving.server import RunningServer, ServerOptions, start_server

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serving.client import TrafficClient, rank_request
+from serving.client import TrafficClient
+from serving.convert import rank_request
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +147,20 @@ def test_workers_need_a_fixed_port() -> None:
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
     assert "--workers > 1 needs a fixed --port" in done.stderr
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    (["--surface-policy", "shelf"], "expected SURFACE=POLICY"),
+    (["--surface-policy", "shelf=nope"], "unknown policy 'nope'"),
+    ([], "is not a model bundle"),
+])
+def test_serve_errors_say_what_to_send(tmp_path: Path, arguments: list[str], message: str) -> None:
+    """Bad options end with exit 2 and one line naming the fix, not a traceback."""
+    done = subprocess.run([sys.executable, "-m", "experiments.cli", "serve", *arguments, "--port", "0",
+                           "--bundle", str(tmp_path)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_watch_picks_up_a_new_plan_version(bundle_dir: Path, plan_dirs: tuple[Path, Path], tmp_path: Path) -> None:

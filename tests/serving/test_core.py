@@ -112,3 +112,28 @@ def test_reload_swaps_plan_and_refuses_corrupt_files(core: RankingCore, plan_dir
     assert core.state is state
     assert before.plan_version == 1
     assert load_plan(plan_dirs[0]).version == 1
+
+
+
+def test_a_surface_with_its_own_policy_is_served_by_it(core: RankingCore) -> None:
+    """shelf: a policy with a 0.6 originals floor; live: a surface only the policy map names; content: default."""
+    from fairness.policy import load_policy
+
+    shelf = load_policy("default", overrides=["name=shelf_policy", "allocation.originals_floor=0.6",
+                                              "eligibility.max_risk=1.0", "eligibility.min_prosperity=0.0"])
+    live = load_policy("default", overrides=["name=live_policy", "allocation.item_cap=0.1"])
+    both = RankingCore(core.state.bundle, core.policy, plan=core.state.plan,
+                       surface_policies={"shelf": shelf, "live": live})
+    assert both.limits.surfaces == ("content", "shelf", "live")
+    x = replace(candidates(core, 300, seed=9), explain=True)
+    content, on_shelf, on_live = (both.rank(replace(x, surface=s)) for s in ("content", "shelf", "live"))
+    assert (content.policy_name, on_shelf.policy_name, on_live.policy_name) == ("default", "shelf_policy",
+                                                                                "live_policy")
+    assert on_shelf.explanation is not None
+    eligible = on_shelf.explanation.eligible_original
+    assert eligible.sum() > 0
+    assert on_shelf.weights[eligible].sum() >= 0.6 - 1e-9
+    assert content.weights[eligible].sum() < 0.6
+    assert on_live.weights.max() <= 0.1 + 1e-12 < content.weights.max()
+    with pytest.raises(InvalidRequest, match="surface"):
+        both.rank(replace(x, surface="feed"))

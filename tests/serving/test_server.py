@@ -11,20 +11,28 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+import torch
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from serving.core import RankingCore
 from serving.generated.ecorank.v1 import traffic_pb2
-from serving.server import SERVICE_NAME
-from tests.serving.conftest import ADMIN, Served, candidates, to_request
+from serving.server import SERVICE_NAME, ServerOptions
+from tests.serving.conftest import ADMIN, Served, candidates, serving, to_request
 
 
 def test_rank_over_grpc_equals_the_in_process_core(served: Served) -> None:
+    """Bit for bit at the server's thread count (BLAS may round differently with another one)."""
     x = replace(candidates(served.core, 300, seed=5), explain=True)
     response = served.stub.Rank(to_request(x), timeout=30)
-    local = served.core.rank(x)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # the served fixture's model_threads
+    try:
+        local = served.core.rank(x)
+    finally:
+        torch.set_num_threads(previous)
     assert response.request_id == x.request_id
     assert np.array_equal(np.array(response.weights), local.weights)  # doubles travel exactly
     assert list(response.ranking) == local.ranking.tolist()
@@ -49,6 +57,25 @@ def test_model_info_publishes_the_feature_order(served: Served) -> None:
     assert info.plan_version == 1
     assert list(info.surfaces) == ["content", "shelf"]
     assert info.max_candidates == 10_000
+    assert [(p.surface, p.policy_name) for p in info.surface_policies] == [("content", "default"),
+                                                                          ("shelf", "default")]
+    assert {p.policy_fingerprint for p in info.surface_policies} == {info.policy_fingerprint}
+
+
+def test_surface_policies_are_published_and_served(core: RankingCore) -> None:
+    from fairness.policy import load_policy
+
+    shelf = load_policy("default", overrides=["name=shelf_policy", "allocation.item_cap=0.1"])
+    both = RankingCore(core.state.bundle, core.policy, plan=core.state.plan, surface_policies={"shelf": shelf})
+    with serving(both, ServerOptions(port=0, model_threads=1)) as running:
+        info = running.stub.GetModelInfo(traffic_pb2.GetModelInfoRequest(), timeout=30)
+        assert {p.surface: p.policy_name for p in info.surface_policies} == {"content": "default",
+                                                                            "shelf": "shelf_policy"}
+        assert {p.surface: p.policy_fingerprint for p in info.surface_policies}["shelf"] == shelf.fingerprint()
+        x = candidates(both, 100, seed=2)
+        answer = running.stub.Rank(to_request(x, surface="shelf"), timeout=30)
+        assert answer.policy_name == "shelf_policy"
+        assert max(answer.weights) <= 0.1 + 1e-12
 
 
 def _field_violations(err: grpc.RpcError) -> dict[str, str]:

@@ -115,8 +115,18 @@ class GetModelInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class SurfacePolicy(_message.Message):
+    __slots__ = ("surface", "policy_name", "policy_fingerprint")
+    SURFACE_FIELD_NUMBER: _ClassVar[int]
+    POLICY_NAME_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    surface: str
+    policy_name: str
+    policy_fingerprint: str
+    def __init__(self, surface: _Optional[str] = ..., policy_name: _Optional[str] = ..., policy_fingerprint: _Optional[str] = ...) -> None: ...
+
 class ModelInfo(_message.Message):
-    __slots__ = ("model_name", "model_version", "feature_names", "heads", "plan_version", "policy_name", "policy_fingerprint", "surfaces", "max_candidates")
+    __slots__ = ("model_name", "model_version", "feature_names", "heads", "plan_version", "policy_name", "policy_fingerprint", "surfaces", "max_candidates", "surface_policies")
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
@@ -126,6 +136,7 @@ class ModelInfo(_message.Message):
     POLICY_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     SURFACES_FIELD_NUMBER: _ClassVar[int]
     MAX_CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    SURFACE_POLICIES_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: str
     feature_names: _containers.RepeatedScalarFieldContainer[str]
@@ -135,7 +146,8 @@ class ModelInfo(_message.Message):
     policy_fingerprint: str
     surfaces: _containers.RepeatedScalarFieldContainer[str]
     max_candidates: int
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., heads: _Optional[_Iterable[str]] = ..., plan_version: _Optional[int] = ..., policy_name: _Optional[str] = ..., policy_fingerprint: _Optional[str] = ..., surfaces: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ...) -> None: ...
+    surface_policies: _containers.RepeatedCompositeFieldContainer[SurfacePolicy]
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., heads: _Optional[_Iterable[str]] = ..., plan_version: _Optional[int] = ..., policy_name: _Optional[str] = ..., policy_fingerprint: _Optional[str] = ..., surfaces: _Optional[_Iterable[str]] = ..., max_candidates: _Optional[int] = ..., surface_policies: _Optional[_Iterable[_Union[SurfacePolicy, _Mapping]]] = ...) -> None: ...
 
 class ReloadRequest(_message.Message):
     __slots__ = ("bundle_path", "plan_path")
