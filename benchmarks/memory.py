@@ -50,8 +50,8 @@ def worker(keep: bool, model_name: str, connection: Connection) -> None:
     heads = (HeadSpec(name="gmv", kind="ziln", label="gmv"),
              *(HeadSpec(name=h, kind="binary", label=h) for h in ("prosperity", "risk", "complaint")))
     model = build_model(model_name, inputs=InputSpec(n_dense=N_FEATURES, categorical=()), heads=heads).eval()
-    inputs = {n: (torch.randn(n, N_FEATURES, generator=torch.Generator().manual_seed(n)), torch.zeros((n, 0),
-                                                                                                       torch.int64))
+    inputs = {n: (torch.randn(n, N_FEATURES, generator=torch.Generator().manual_seed(n)),
+                  torch.zeros((n, 0), dtype=torch.int64))
               for n in (100, 1_000)}
     connection.send("ready")
     while (job := connection.recv()) is not None:
@@ -65,6 +65,15 @@ def worker(keep: bool, model_name: str, connection: Connection) -> None:
                 model(dense=dense, categorical=categorical)
                 times.append(1e3 * (time.perf_counter() - started))
         connection.send((times, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults))
+
+
+def receive(connection: Connection, process: mp.process.BaseProcess) -> Any:
+    """The worker's answer, or a clear error if it died instead of answering (its traceback is on stderr)."""
+    while not connection.poll(1.0):
+        if not process.is_alive():
+            raise SystemExit(f"memory benchmark: worker {process.name} exited with code {process.exitcode}; "
+                             "its traceback is above")
+    return connection.recv()
 
 
 def main() -> None:
@@ -81,18 +90,18 @@ def main() -> None:
             parent, child = ctx.Pipe()
             process = ctx.Process(target=worker, args=(keep, model_name, child), daemon=True)
             process.start()
-            assert parent.recv() == "ready"
+            assert receive(parent, process) == "ready"
             sides[label] = (process, parent)
         for n in sizes:
-            for _, connection in sides.values():  # warm up
+            for process, connection in sides.values():  # warm up
                 connection.send((n, 5))
-                connection.recv()
+                receive(connection, process)
             times: dict[str, list[float]] = {label: [] for label in sides}
             faults = dict.fromkeys(sides, 0)
             for _ in range(calls // BLOCK):
-                for label, (_, connection) in sides.items():
+                for label, (process, connection) in sides.items():
                     connection.send((n, BLOCK))
-                    block, taken = connection.recv()
+                    block, taken = receive(connection, process)
                     times[label] += block
                     faults[label] += taken
             d50, k50 = (float(np.percentile(times[s], 50)) for s in ("default", "kept"))

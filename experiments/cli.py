@@ -1,5 +1,7 @@
 """The `ecorank` command line.
 
+    ecorank demo [--out runs/demo]         # the closed loop on a small preset, report included (< 3 min)
+    ecorank loop evaluation --out runs/eval   # the closed loop from a config (built-in name or .toml)
     ecorank simulate --scenario S1 --policies p0,p1 --seeds 3 --preset default --out runs/s1
     ecorank scenarios                      # list built-in scenarios
     ecorank policies                       # list simulator policies
@@ -96,6 +98,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--uncalibrated", action="store_true", help="score the raw (uncalibrated) probabilities")
     evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
+    demo = commands.add_parser("demo", help="the closed loop on a small preset: simulate, train, plan, evaluate, "
+                                            "report (about 2 minutes on 2 cores)")
+    demo.add_argument("--out", type=Path, default=Path("runs") / "demo", help="report folder (default: %(default)s)")
+    demo.add_argument("--jobs", type=int, default=None, help="simulation worker processes (default: the config's)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    loop = commands.add_parser("loop", help="the closed loop from a config: logs -> models -> plan -> evaluation "
+                                            "-> report")
+    loop.add_argument("config", help="a built-in loop config (tiny, demo, evaluation) or a path to a .toml file")
+    loop.add_argument("--out", type=Path, default=None, help="report folder (default: runs/loop-NAME-TIMESTAMP)")
+    loop.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a loop config value, e.g. --set seeds=[0,1,2] (repeatable)")
+    loop.add_argument("--jobs", type=int, default=None, help="simulation worker processes (default: the config's)")
+    loop.add_argument("--quiet", action="store_true", help="no progress bars")
     commands.add_parser("scenarios", help="list the built-in scenarios")
     commands.add_parser("policies", help="list the simulator policies")
     show = commands.add_parser("config", help="print a resolved, validated scenario config as JSON")
@@ -114,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serving_cli.run(args)
         if args.command in ("train", "evaluate"):
             return _train(args) if args.command == "train" else _evaluate(args)
+        if args.command in ("demo", "loop"):
+            return _loop(args)
         if args.command == "scenarios":
             for row in list_scenarios():
                 print(f"{row['id']:<4} {row['name']:<16} {row['title']}")
@@ -133,6 +150,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
+
+
+def _loop(args: argparse.Namespace) -> int:
+    from experiments.loop.config import LOOPS_DIR, load_loop
+    from experiments.loop.run import run_loop
+
+    source = "demo" if args.command == "demo" else args.config
+    overrides = list(getattr(args, "overrides", []))
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs: received {args.jobs}; expected a positive number of worker processes")
+        overrides.append(f"jobs={args.jobs}")
+    loop = load_loop(source, overrides=overrides)
+    path = Path(source) if Path(source).suffix else LOOPS_DIR / f"{source}.toml"
+    out = args.out or Path("runs") / f"loop-{loop.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; pass a folder path")
+    print(f"ecorank {args.command}: {loop.name} | preset {loop.preset} | scenarios {', '.join(loop.scenarios)} | "
+          f"{len(loop.seeds)} seeds | {len(loop.policies)} policies | {loop.jobs} worker(s)", file=sys.stderr)
+    result = run_loop(loop, out, config_path=path, overrides=overrides, command=["ecorank", *sys.argv[1:]],
+                      progress=not args.quiet)
+    met = sum(1 for g in result.goals if g.met)
+    print(result.headline)
+    print(f"\ngoals met: {met} of {sum(1 for g in result.goals if g.met is not None)} (report.md lists each)")
+    for goal in result.goals:
+        if goal.met is False:
+            print(f"  missed  {goal.scenario}: {goal.statement}: {goal.measured}")
+    print(f"\nreport: {out / 'report.md'} ({result.manifest['wall_seconds']:.0f} s)")
+    return 0
 
 
 def _simulate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

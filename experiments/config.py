@@ -265,6 +265,11 @@ class PoliciesConfig(_Section):
     ecorank_policy: str = Field(
         description="Fairness policy of the ecorank engine policy: a built-in name (fairness/configs/NAME.toml) or a "
                     "path to a policy .toml file.")
+    ecorank_overrides: list[str] = Field(
+        description="Overrides of the ecorank fairness policy, KEY=VALUE each (e.g. planner.kappa=1.0).")
+    heads_bundle: str = Field(
+        description="A trained model bundle (folder) whose four heads every learned policy ranks with (ecorank "
+                    "through the serving core); empty: the observable estimator (experiments/policies/estimates.py).")
 
 
 class MetricsConfig(_Section):

@@ -1,7 +1,10 @@
 """The transport-agnostic ranking core: decode, validate, predict, blend, price, allocate, explain.
 
-The gRPC servicer (serving/server.py) only converts messages to and from the plain types here; batch
-scoring and tests call `RankingCore.rank` directly, and get the same answers (tested). The core holds one
+The gRPC servicer (serving/server.py) only converts messages to and from the plain types here; the
+simulator's ecorank policy (experiments/policies/model_engine.py), batch scoring and tests call
+`RankingCore.rank` directly, and get the same answers (tested). A `RankInput` may carry many requests at
+once (`request`: the request index of every candidate), which is how the simulator ranks a whole round in
+one model call and one batched allocation. The core holds one
 immutable `Loaded` state (model bundle + fairness engine with its plan); `reload` builds, validates and
 warms up a new state off to the side and swaps the reference in one assignment, so a request sees either
 the old state or the new one, never a mix, and a bad file never replaces a good one.
@@ -22,7 +25,6 @@ from fairness.blend import BlendInputError, HeadPredictions
 from fairness.engine import CandidateBatch, Explanation, FairnessEngine
 from fairness.planner import TrafficPlan, load_plan
 from fairness.policy import HEADS, FairnessPolicy
-from fairness.slate import slate_from_weights
 from mtl.bundle import Bundle, load_bundle
 from mtl.data import DataError
 
@@ -75,12 +77,19 @@ class RankInput:
     overrides: Mapping[str, float] = field(default_factory=dict)
     explain: bool = False
     market: str = ""
+    # Many requests in one call: the request index (0..R-1) of every candidate, each request's candidates
+    # contiguous. None: one request. Limits and duplicate checks apply per request.
+    request: I64 | None = None
+
+    @property
+    def n_requests(self) -> int:
+        return 1 if self.request is None or len(self.request) == 0 else int(self.request[-1]) + 1
 
 
 @dataclass(frozen=True)
 class Ranked:
-    weights: F64                 # (N,) sums to 1
-    ranking: I64                 # (N,) candidate indices, highest weight first
+    weights: F64                 # (N,) each request's weights sum to 1
+    ranking: I64                 # (N,) candidate indices, request by request, highest weight first in each
     predictions: dict[str, F64]  # head -> (N,)
     explanation: Explanation | None
     model_version: str
@@ -161,9 +170,20 @@ class RankingCore:
     def policy_for(self, surface: str) -> FairnessPolicy:
         return self.surface_policies.get(surface, self.policy)
 
-    def _state(self, bundle: Bundle, plan: TrafficPlan | None) -> Loaded:
-        return Loaded(bundle=bundle, engine=FairnessEngine(self.policy, plan=plan),
-                      surface_engines={s: FairnessEngine(p, plan=plan) for s, p in self.surface_policies.items()})
+    def _state(self, bundle: Bundle, plan: TrafficPlan | None, previous: Loaded | None = None) -> Loaded:
+        """A new state; with `previous`, each engine keeps what its price controllers learned (carry-over)."""
+
+        def engine(policy: FairnessPolicy, old: FairnessEngine | None) -> FairnessEngine:
+            fresh = FairnessEngine(policy)
+            if old is not None:
+                fresh.creator_controller, fresh.cluster_controller = old.creator_controller, old.cluster_controller
+            if plan is not None:
+                fresh.set_plan(plan)  # new controllers, started from the plan's duals plus the carried corrections
+            return fresh
+
+        return Loaded(bundle=bundle, engine=engine(self.policy, previous.engine if previous else None),
+                      surface_engines={s: engine(p, previous.surface_engines.get(s) if previous else None)
+                                       for s, p in self.surface_policies.items()})
 
     # ---------------------------------------------------------------- validation
 
@@ -175,9 +195,11 @@ class RankingCore:
         if n == 0:
             problems.append(Violation("candidates.item_ids", "received an empty batch; expected at least one "
                                                              "candidate"))
-        if n > self.limits.max_candidates:
-            problems.append(Violation("candidates.item_ids", f"received {n} candidates; expected at most "
-                                      f"{self.limits.max_candidates} per request. Split the batch"))
+        groups = self._request_groups(request, n, problems)
+        if len(groups) and (largest := int(groups.max())) > self.limits.max_candidates:
+            where = "" if request.request is None else f" in request {int(groups.argmax())}"
+            problems.append(Violation("candidates.item_ids", f"received {largest} candidates{where}; expected at "
+                                      f"most {self.limits.max_candidates} per request. Split the batch"))
         for name in ("creator_ids", "cluster_ids", "original"):
             length = len(getattr(request, name))
             if length != n:
@@ -198,10 +220,9 @@ class RankingCore:
             problems.append(Violation("candidates.features.data", f"received {len(bad)} non-finite values (first: "
                                       f"row {r}, {name} = {request.features[r, c]}); expected finite float32. "
                                       "Impute missing values before sending"))
-        if n:
-            unique, counts = np.unique(request.item_ids, return_counts=True)
-            if (counts > 1).any():
-                repeated = unique[counts > 1]
+        if n and len(groups):
+            repeated = _repeated_items(request.item_ids, request.request)
+            if len(repeated):
                 problems.append(Violation("candidates.item_ids", f"received {len(repeated)} duplicated ids (e.g. "
                                           f"{int(repeated[0])}); expected each candidate once per request"))
         if n and len(request.creator_ids) == n and len(request.cluster_ids) == n:
@@ -226,14 +247,35 @@ class RankingCore:
         if problems:
             raise InvalidRequest(problems)
 
+    @staticmethod
+    def _request_groups(request: RankInput, n: int, problems: list[Violation]) -> I64:
+        """Candidates per request; checks the request index of a many-request input (empty on a bad index)."""
+        if request.request is None:
+            return np.array([n], np.int64)
+        index = np.asarray(request.request)
+        if len(index) != n:
+            problems.append(Violation("request", f"received {len(index)} request indices; expected one per "
+                                      f"candidate ({n})"))
+            return np.zeros(0, np.int64)
+        if n and (index[0] != 0 or (np.diff(index) < 0).any() or (np.diff(index) > 1).any()):
+            problems.append(Violation("request", "received request indices that are not 0, 1, 2, ... in "
+                                      "contiguous runs; expected each request's candidates together, requests "
+                                      "numbered from 0 without gaps"))
+            return np.zeros(0, np.int64)
+        counts: I64 = np.bincount(index) if n else np.zeros(0, np.int64)
+        return counts
+
     # ---------------------------------------------------------------- ranking
 
     def predict(self, features: F32, state: Loaded | None = None) -> dict[str, F64]:
         state = state or self.state
         return state.bundle.predict_dense(features)  # no table: 0.5 ms of model, not 3.4 ms of conversion at n=100
 
-    def rank(self, request: RankInput) -> Ranked:
-        """Validate, then rank with the state current at the call (a concurrent reload cannot mix states)."""
+    def rank(self, request: RankInput, *, now: float | None = None) -> Ranked:
+        """Validate, then rank with the state current at the call (a concurrent reload cannot mix states).
+
+        `now` is the clock the plan's TTL is checked against (default: wall time; the simulator passes rounds).
+        """
         state = self.state
         self.validate(request, state)
         started = time.perf_counter()
@@ -249,20 +291,33 @@ class RankingCore:
             CandidateBatch(creator=np.asarray(request.creator_ids, np.int64),
                            cluster=np.asarray(request.cluster_ids, np.int64),
                            original=np.asarray(request.original, bool), heads=heads,
-                           request=np.zeros(n, np.int64)),
-            overrides=request.overrides or None)
-        positions, _ = slate_from_weights(result.weights[None, :], n, tie_break=result.value[None, :])
+                           request=np.zeros(n, np.int64) if request.request is None else request.request),
+            overrides=request.overrides or None, now=now)
+        ranking = _ranking(result.weights, result.value, request.request)
         reasons = list(result.notes)
         if state.plan is None:
             reasons.append("no traffic plan loaded: hard caps only, no plan prices")
         return Ranked(
-            weights=result.weights, ranking=positions[0].astype(np.int64), predictions=predictions,
+            weights=result.weights, ranking=ranking, predictions=predictions,
             explanation=result.explanation if request.explain else None, model_version=state.bundle.version,
             plan_version=state.plan_version, policy_name=engine.policy.name,
             degraded=bool(result.degraded.any()) or state.plan is None, degraded_reason="; ".join(reasons),
             model_seconds=predicted - started, solver_seconds=time.perf_counter() - predicted)
 
     # ---------------------------------------------------------------- state
+
+    def set_plan(self, plan: TrafficPlan) -> Loaded:
+        """Adopt an in-memory plan (the simulator re-plans inside a run); same swap as `reload`."""
+        with self._reload_lock:
+            fresh = self._warmed(self._state(self.state.bundle, plan, previous=self.state))
+            self.state = fresh
+            return fresh
+
+    def observe(self, *, creator: I64, cluster: I64, exposure: F64) -> None:
+        """Realized exposure per creator since the last call: moves every surface's price controllers."""
+        state = self.state
+        for engine in (state.engine, *state.surface_engines.values()):
+            engine.observe(creator=creator, cluster=cluster, exposure=exposure)
 
     def reload(self, *, bundle_path: Path | None = None, plan_path: Path | None = None) -> Loaded:
         """Load, check and warm up a new bundle and / or plan, then swap; on any failure keep the current state.
@@ -281,7 +336,7 @@ class RankingCore:
             except Exception as err:  # a corrupt file of any kind must leave the good state in place
                 raise ReloadError(f"reload refused, still serving model {current.bundle.version} and plan "
                                   f"v{current.plan_version}: {err}") from err
-            fresh = self._warmed(self._state(bundle, plan))
+            fresh = self._warmed(self._state(bundle, plan, previous=current))
             self.state = fresh  # one reference assignment: atomic for readers
             return fresh
 
@@ -300,3 +355,23 @@ class RankingCore:
                 raise ReloadError(f"model {state.bundle.version} predicted non-finite or misshapen {head!r} on its "
                                   "warm-up batch; refusing it")
         return state
+
+
+def _repeated_items(item_ids: I64, request: I64 | None) -> I64:
+    """Item ids that occur twice within one request."""
+    if request is None:
+        unique, counts = np.unique(item_ids, return_counts=True)
+        return unique[counts > 1]
+    order = np.lexsort((item_ids, request))
+    items, requests = item_ids[order], request[order]
+    twice = (items[1:] == items[:-1]) & (requests[1:] == requests[:-1])
+    return np.unique(items[1:][twice])
+
+
+def _ranking(weights: F64, value: F64, request: I64 | None) -> I64:
+    """Candidate indices request by request, each by weight then adjusted utility (ties in the weights are
+    common: every candidate at its cap), highest first; equal both ways keeps the input order."""
+    index = np.arange(len(weights))
+    keys = (index, -value, -weights) if request is None else (index, -value, -weights, request)
+    return np.lexsort(keys).astype(np.int64)
+

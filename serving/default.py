@@ -4,7 +4,7 @@
 of its own: a tiny S4 world (adaptive adversaries, every account type) is simulated under the
 exploration policy, an MMoE is trained on its logged impressions, and a plan is solved over the accounts
 it saw (merit: a lower confidence bound of each account's observed GMV + prosperity per impression;
-clusters: the simulator's operator clusters, standing in for the detector's). Everything is seeded, so
+clusters: the detector's operator clusters as logged). Everything is seeded, so
 two builds give byte-identical weights (checked: model.pt equal; the bundle's version hash differs because
 it covers the creation time). Built once per cache folder (`ECORANK_CACHE`, else ~/.cache/ecorank): `ecorank
 serve` on a fresh cache was serving after 6.7 s on 2 cores, 2.4 s from the cache (2026-12-04).
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +34,33 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ECORANK_CACHE", Path.home() / ".cache" / "ecorank")) / "default"
 
 
-def plan_inputs_from_impressions(impressions: pd.DataFrame, policy: FairnessPolicy) -> PlanInputs:
-    """Per-account statistics of logged impressions -> planner inputs (one segment, 'content')."""
-    reward = impressions["gmv"] / max(float(impressions["gmv"].quantile(0.99)), 1e-9) + impressions["prosperity"]
-    frame = impressions.assign(reward=reward, reward_sq=reward**2)
-    by = frame.groupby("account")
-    stats = by.agg(count=("reward", "size"), reward=("reward", "mean"), reward_sq=("reward_sq", "mean"),
-                   cluster=("operator_cluster", "first"), originality=("originality", "mean"),
-                   risk=("risk", "mean"), complaint=("complaint", "mean"), age=("account_age", "min"))
+def plan_inputs_from_impressions(impressions: pd.DataFrame, policy: FairnessPolicy, *,
+                                 heads: Mapping[str, np.ndarray] | None = None, segment: str = "content") -> PlanInputs:
+    """Per-account statistics of logged impressions -> planner inputs (one segment).
+
+    The four heads per impression are the logged labels, or a model's predictions for the same rows when
+    `heads` is given (the closed loop plans from its model). Merit is a lower confidence bound of each
+    account's mean reward (GMV over its 99th percentile + prosperity); clusters are the detector's operator
+    clusters (an undetected account is a cluster of its own), as a policy would see them.
+    """
+    values = heads if heads is not None else {h: impressions[h].to_numpy(np.float64)
+                                               for h in ("gmv", "prosperity", "risk", "complaint")}
+    gmv = np.asarray(values["gmv"], np.float64)
+    reward = gmv / max(float(np.quantile(gmv, 0.99)), 1e-9) + np.asarray(values["prosperity"], np.float64)
+    account = impressions["account"].to_numpy(np.int64)
+    detected = impressions["operator_cluster"].to_numpy(np.int64)
+    frame = pd.DataFrame({"account": account, "reward": reward, "reward_sq": reward**2,
+                          "cluster": np.where(detected >= 0, detected, -1 - account),
+                          "originality": impressions["originality"].to_numpy(np.float64),
+                          "risk": np.asarray(values["risk"], np.float64),
+                          "complaint": np.asarray(values["complaint"], np.float64),
+                          "prosperity": np.asarray(values["prosperity"], np.float64),
+                          "age": impressions["account_age"].to_numpy(np.float64)})
+    stats = frame.groupby("account").agg(count=("reward", "size"), reward=("reward", "mean"),
+                                         reward_sq=("reward_sq", "mean"), cluster=("cluster", "max"),
+                                         originality=("originality", "mean"), risk=("risk", "mean"),
+                                         complaint=("complaint", "mean"), prosperity=("prosperity", "mean"),
+                                         age=("age", "min"))
     n = len(stats)
     variance = np.maximum(stats["reward_sq"].to_numpy() - stats["reward"].to_numpy() ** 2, 0.0)
     merit = merit_lower_bound(stats["reward"].to_numpy(), np.sqrt(variance / stats["count"].to_numpy()),
@@ -49,9 +69,11 @@ def plan_inputs_from_impressions(impressions: pd.DataFrame, policy: FairnessPoli
     e = policy.eligibility
     return PlanInputs(
         creator=stats.index.to_numpy(np.int64), cluster=stats["cluster"].to_numpy(np.int64), merit=merit,
-        original=((stats["originality"] >= 0.7) & (stats["risk"] <= e.max_risk)).to_numpy(),
-        newcomer=(stats["age"] < e.newcomer_rounds).to_numpy(), segments=("content",), supply=np.ones(1),
-        pair_segment=np.zeros(n, np.int64), pair_creator=np.arange(n, dtype=np.int64),
+        original=((stats["originality"] >= 0.7) & (stats["risk"] <= e.max_risk)
+                  & (stats["prosperity"] >= e.min_prosperity)).to_numpy(),
+        newcomer=((stats["age"] < e.newcomer_rounds) & (stats["risk"] <= e.max_risk)).to_numpy(),
+        segments=(segment,), supply=np.ones(1), pair_segment=np.zeros(n, np.int64),
+        pair_creator=np.arange(n, dtype=np.int64),
         value=(stats["reward"] - stats["risk"] - stats["complaint"]).to_numpy(),
         demand=np.minimum(1.0, 3.0 * share), risk=stats["risk"].to_numpy(), complaint=stats["complaint"].to_numpy())
 

@@ -5,12 +5,12 @@ above 32 MB) with fresh mmap pages and gives the heap's free top back to the ker
 threshold. A model call at 1,000 candidates allocates a few dozen tensors of 0.1-1 MB and frees them; with
 the defaults many come back as new pages each call, and the first touch of every page faults. Raising
 both thresholds keeps those pages in the heap: the default MMoE's forward pass at 1,000 x 64 went from
-2.3-2.5 ms to 1.3 ms on 1 thread (2026-12-04, 2 cores; the interleaved runs are in
+1.98 to 1.15 ms at p50 on 1 thread (`python benchmarks/memory.py`, 2026-12-04, 2 cores; figures in
 benchmarks/RESULTS.md). The cost is that up to `trim_threshold` bytes of freed memory stay with the
 process instead of going back to the system.
 
-`ecorank serve` calls `keep_freed_memory()` at start (every worker process does); batch scoring and
-benchmarks call it too, so in-process and served figures compare like with like. It is a process-wide
+`ecorank serve` calls `keep_freed_memory()` at start (every worker process does), and so does the serving
+benchmark's in-process side, so in-process and served figures compare like with like. It is a process-wide
 setting, so nothing calls it on import.
 """
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from experiments.config import ScenarioConfig
 from experiments.policies.base import F64, Slate, deterministic_slate, normalized, plackett_luce_slate
-from experiments.policies.estimates import estimate_heads
+from experiments.policies.estimates import policy_heads
 from experiments.simulator.observation import Observation, Truth
 
 
@@ -51,7 +51,7 @@ class GmvOnlyPolicy:
         self.config = config
 
     def rank(self, obs: Observation, *, rng: np.random.Generator, truth: Truth | None = None) -> Slate:
-        return deterministic_slate(estimate_heads(obs.candidates, self.config).gmv, obs.n_slots)
+        return deterministic_slate(policy_heads(obs.candidates, self.config).gmv, obs.n_slots)
 
 
 class BlendPolicy:
@@ -65,7 +65,7 @@ class BlendPolicy:
         self.weights = BlendWeights.from_config(config)
 
     def scores(self, obs: Observation) -> F64:
-        heads = estimate_heads(obs.candidates, self.config)
+        heads = policy_heads(obs.candidates, self.config)
         return self.weights.utility(gmv=heads.gmv, prosperity=heads.prosperity, risk=heads.risk,
                                     complaint=heads.complaint)
 

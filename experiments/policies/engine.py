@@ -1,27 +1,37 @@
-"""The ecorank engine as a simulator policy: blend + plan + price controller + per-request allocator.
+"""The ecorank engine as a simulator policy: models + blend + plan + price controller + per-request allocator.
 
-Fed by observable signals only: the four heads come from `estimate_heads` (the stand-in for a trained
-multi-task bundle), creator statistics from the candidates the policy has seen, exposure from the
-observable account history, operator clusters from the detector (`AccountHistory.cluster_key`). Every
-`planner.horizon_rounds` rounds it re-plans from those statistics; in between, the price controllers
-move prices from the exposure each creator and cluster actually received. Each round, all requests are
-allocated in one batched call of the same `FairnessEngine` the gRPC server uses, and slates are ranked
-from the traffic weights.
+Fed by observable signals only. The four heads come from a trained multi-task bundle when the scenario
+names one (`policies.heads_bundle`, as the closed loop does; the other learned policies then rank with
+the same model), else from `estimate_heads`, a stand-in built from the response model's structure. With
+a bundle, each round goes through the serving core itself (`serving.core.RankingCore`: one model call and
+one batched allocation for all requests), the code path of the gRPC server; without, through its
+`FairnessEngine` directly. Creator statistics come
+from the candidates the policy has seen, exposure from the observable account history, operator clusters
+from the detector (`AccountHistory.cluster_key`). Every `planner.horizon_rounds` rounds it re-plans from
+those statistics (the first plan after round 0; round 0 is served with hard caps only); in between, the
+price controllers move prices from the exposure each creator and cluster actually received. Slates are
+ranked from the traffic weights.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from experiments.config import ScenarioConfig
 from experiments.policies.base import F64, Slate
-from experiments.policies.estimates import estimate_heads
+from experiments.policies.estimates import cached_bundle, estimate_heads, observed_features
 from experiments.simulator.observation import Observation, Truth
 from fairness.blend import HeadPredictions, blend_terms, suggest_gmv_scale
 from fairness.engine import CandidateBatch, FairnessEngine
-from fairness.planner import PlanInputs, merit_lower_bound, plan_traffic
-from fairness.policy import load_policy
+from fairness.planner import PlanInputs, TrafficPlan, merit_lower_bound, plan_traffic
+from fairness.policy import FairnessPolicy, load_policy
 from fairness.slate import slate_from_weights
+
+if TYPE_CHECKING:  # torch loads only when a bundle is configured: `ecorank simulate` without one stays light
+    from mtl.bundle import Bundle
+    from serving.core import RankingCore
 
 ORIGINALITY_FLAG = 0.7  # the originality score above which the fingerprint check calls an item original
 
@@ -53,12 +63,16 @@ class EnginePolicy:
 
     def __init__(self, config: ScenarioConfig) -> None:
         self.config = config
+        path = config.policies.heads_bundle
+        self.bundle: Bundle | None = cached_bundle(path) if path else None
         self._start()
 
     def _start(self) -> None:
         """Fresh state: the policy as configured, no plan, no statistics (a new run starts here)."""
-        self.fairness = load_policy(self.config.policies.ecorank_policy)
+        p = self.config.policies
+        self.fairness = load_policy(p.ecorank_policy, overrides=p.ecorank_overrides)
         self.engine = FairnessEngine(self.fairness)
+        self.core: RankingCore | None = None
         self.stats = _CreatorStats(decay=0.9)
         self.replan_every = max(1, round(self.fairness.planner.horizon_rounds))
         self.previous_exposure = np.zeros(0)
@@ -73,33 +87,54 @@ class EnginePolicy:
         self.last_round = obs.round
         c = obs.candidates
         rows, cols = c.shape
-        est = estimate_heads(c, self.config)
-        heads = HeadPredictions(gmv=est.gmv.ravel(), prosperity=est.prosperity.ravel(), risk=est.risk.ravel(),
-                                complaint=est.complaint.ravel())
-        if self.calibrate_gmv_scale:
-            # the GMV term's currency scale, fixed once from the first round's predictions (observable), so
-            # that it is O(1) like the probability heads (fairness/blend.py, "Normalization")
-            blend = self.fairness.blend.model_copy(update={"gmv_scale": suggest_gmv_scale(heads.gmv, quantile=0.99)})
-            self.fairness = self.fairness.model_copy(update={"blend": blend})
-            self.engine = FairnessEngine(self.fairness)
-            self.calibrate_gmv_scale = False
         account = c.account.ravel()
         n_accounts = len(obs.accounts.alive)
         cluster_key = obs.accounts.cluster_key()
-        self._feed_back(obs, cluster_key)
+        original = c.originality.ravel() >= ORIGINALITY_FLAG
+        if self.bundle is not None:
+            from serving.core import RankingCore, RankInput
+
+            features = observed_features(c, self.bundle)
+            if self.core is None:
+                scale = suggest_gmv_scale(self.bundle.predict_dense(features)["gmv"], quantile=0.99)
+                self.core = RankingCore(self.bundle, self._with_gmv_scale(scale))
+            self._feed_back(obs, cluster_key)
+            ranked = self.core.rank(RankInput(
+                request_id=f"round-{obs.round}", surface="content", item_ids=c.item.ravel(), creator_ids=account,
+                cluster_ids=cluster_key[account], original=original, features=features,
+                request=np.repeat(np.arange(rows), cols)), now=float(obs.round))
+            heads = HeadPredictions(**ranked.predictions)
+            weights = ranked.weights
+            order = np.empty(rows * cols)
+            order[ranked.ranking] = -np.arange(rows * cols)  # the core's ranking, as a tie-break score
+            value = order
+        else:
+            est = estimate_heads(c, self.config)
+            heads = HeadPredictions(gmv=est.gmv.ravel(), prosperity=est.prosperity.ravel(), risk=est.risk.ravel(),
+                                    complaint=est.complaint.ravel())
+            if self.calibrate_gmv_scale:
+                self.engine = FairnessEngine(self._with_gmv_scale(suggest_gmv_scale(heads.gmv, quantile=0.99)))
+                self.calibrate_gmv_scale = False
+            self._feed_back(obs, cluster_key)
+            result = self.engine.allocate(CandidateBatch(creator=account, cluster=cluster_key[account],
+                                                         original=original, heads=heads,
+                                                         request=np.repeat(np.arange(rows), cols)),
+                                          now=float(obs.round))
+            weights, value = result.weights, result.value
         self._learn(heads, account, c.originality.ravel(), n_accounts, rows)
         if self.plans == 0 or obs.round % self.replan_every == 0:
-            self._replan(obs, cluster_key)
-        batch = CandidateBatch(creator=account, cluster=cluster_key[account],
-                               original=c.originality.ravel() >= ORIGINALITY_FLAG, heads=heads,
-                               request=np.repeat(np.arange(rows), cols))
-        result = self.engine.allocate(batch, now=float(obs.round))
-        weights = result.weights.reshape(rows, cols)
-        value = result.value.reshape(rows, cols)
+            self._replan(obs, cluster_key)  # serves from the next round on
         sample = self.fairness.allocation.slate == "sample"
-        positions, propensity = slate_from_weights(weights, obs.n_slots, tie_break=value,
-                                                   rng=rng if sample else None)
+        positions, propensity = slate_from_weights(weights.reshape(rows, cols), obs.n_slots,
+                                                   tie_break=value.reshape(rows, cols), rng=rng if sample else None)
         return Slate(positions=positions, propensity=propensity)
+
+    def _with_gmv_scale(self, scale: float) -> FairnessPolicy:
+        """The GMV term's currency scale, fixed once from the first round's predictions (observable), so that
+        it is O(1) like the probability heads (fairness/blend.py, "Normalization")."""
+        blend = self.fairness.blend.model_copy(update={"gmv_scale": scale})
+        self.fairness = self.fairness.model_copy(update={"blend": blend})
+        return self.fairness
 
     def _learn(self, heads: HeadPredictions, account: np.ndarray, originality: F64, n_accounts: int,
                requests: int) -> None:
@@ -120,7 +155,8 @@ class EnginePolicy:
         self.previous_exposure = exposure.copy()
         shown = np.flatnonzero(realized > 0)
         if len(shown) and self.plans:
-            self.engine.observe(creator=shown, cluster=cluster_key[shown], exposure=realized[shown])
+            target = self.core if self.core is not None else self.engine
+            target.observe(creator=shown, cluster=cluster_key[shown], exposure=realized[shown])
 
     def _replan(self, obs: Observation, cluster_key: np.ndarray) -> None:
         h, s, p = obs.accounts, self.stats, self.fairness
@@ -148,5 +184,10 @@ class EnginePolicy:
             demand=np.minimum(1.0, appearance * p.allocation.creator_cap),
             risk=s.mean("risk")[creators], complaint=s.mean("complaint")[creators])
         self.plans += 1
-        plan = plan_traffic(inputs, p, version=self.plans, now=float(obs.round))
-        self.engine.set_plan(plan)
+        self._adopt(plan_traffic(inputs, p, version=self.plans, now=float(obs.round)))
+
+    def _adopt(self, plan: TrafficPlan) -> None:
+        if self.core is not None:
+            self.core.set_plan(plan)
+        else:
+            self.engine.set_plan(plan)

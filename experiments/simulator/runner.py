@@ -112,7 +112,8 @@ def run_experiment(config: ScenarioConfig, *, policies: Sequence[str], seeds: Se
         def on_progress(rounds_done: int) -> None:
             bar.update(rounds_done)
 
-        results = _execute(config, tasks, jobs=jobs, on_progress=on_progress)
+        results = simulate_many([SimTask(config, p, s, path) for p, s, path in tasks], jobs=jobs,
+                                on_progress=on_progress)
     order = {(p, s): i for i, (p, s, _) in enumerate(tasks)}
     results.sort(key=lambda r: order[(r.policy, r.seed)])
 
@@ -152,29 +153,46 @@ def _logs(config: ScenarioConfig, policy: str) -> bool:
     return mode == "all" or (mode == "explore" and policy == "explore")
 
 
-def _execute(config: ScenarioConfig, tasks: list[tuple[str, int, Path | None]], *, jobs: int,
-             on_progress: Progress) -> list[RunResult]:
+@dataclass(frozen=True)
+class SimTask:
+    """One run to do: a scenario config, a policy name, a seed, and where to log impressions (None: nowhere)."""
+
+    config: ScenarioConfig
+    policy: str
+    seed: int
+    impressions_path: Path | None = None
+
+
+def simulate_many(tasks: Sequence[SimTask], *, jobs: int, on_progress: Progress | None = None,
+                  initializer: Callable[[], None] | None = None) -> list[RunResult]:
+    """Every task, in `jobs` spawned worker processes (in this process for jobs <= 1); results in task order.
+
+    Workers report each round through a managed queue; the parent owns the progress bar. `initializer`
+    runs once in each worker (e.g. to pin torch to one thread).
+    """
+    report = on_progress or (lambda rounds: None)
     if jobs <= 1 or len(tasks) == 1:
-        return [simulate(config, p, s, impressions_path=path, progress=on_progress) for p, s, path in tasks]
-    # Spawned workers report progress through a managed queue; the parent owns the progress bar.
+        return [simulate(t.config, t.policy, t.seed, impressions_path=t.impressions_path, progress=report)
+                for t in tasks]
+    # Spawned, not forked: torch and BLAS thread pools must not cross a fork.
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager:
         queue = manager.Queue()
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            futures = [pool.submit(_simulate_reporting, config, p, s, path, queue) for p, s, path in tasks]
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=initializer) as pool:
+            futures = [pool.submit(_simulate_reporting, t, queue) for t in tasks]
             pending = set(futures)
             while pending:
                 while not queue.empty():
-                    on_progress(queue.get())
+                    report(queue.get())
                 pending = {f for f in pending if not f.done()}
                 time.sleep(0.05)
             while not queue.empty():
-                on_progress(queue.get())
+                report(queue.get())
             return [f.result() for f in futures]
 
 
-def _simulate_reporting(config: ScenarioConfig, policy: str, seed: int, path: Path | None, queue: Any) -> RunResult:
-    return simulate(config, policy, seed, impressions_path=path, progress=queue.put)
+def _simulate_reporting(task: SimTask, queue: Any) -> RunResult:
+    return simulate(task.config, task.policy, task.seed, impressions_path=task.impressions_path, progress=queue.put)
 
 
 def build_manifest(config: ScenarioConfig, *, policies: Sequence[str], seeds: Sequence[int], command: Sequence[str],

@@ -70,9 +70,9 @@ def test_unknown_scenario_names_the_known_ones() -> None:
 
 
 def test_unknown_preset_lists_presets() -> None:
-    with pytest.raises(ConfigError, match=r"unknown preset 'huge'.*\['default', 'tiny'\]"):
+    with pytest.raises(ConfigError, match=r"unknown preset 'huge'.*\['default', 'evaluation', 'tiny'\]"):
         load_scenario("S1", preset="huge")
-    assert available_presets() == ["default", "tiny"]
+    assert available_presets() == ["default", "evaluation", "tiny"]
 
 
 def test_unknown_override_key_suggests_the_closest() -> None:

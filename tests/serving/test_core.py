@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fairness.planner import load_plan
-from serving.core import InvalidRequest, RankingCore, ReloadError, decode_features
+from serving.core import InvalidRequest, RankingCore, RankInput, ReloadError, decode_features
 from tests.serving.conftest import candidates
 
 
@@ -137,3 +137,72 @@ def test_a_surface_with_its_own_policy_is_served_by_it(core: RankingCore) -> Non
     assert on_live.weights.max() <= 0.1 + 1e-12 < content.weights.max()
     with pytest.raises(InvalidRequest, match="surface"):
         both.rank(replace(x, surface="feed"))
+
+
+def many(core: RankingCore, sizes: list[int]) -> tuple[RankInput, list[RankInput]]:
+    """One many-request input and the same requests one by one."""
+    singles = [candidates(core, n, seed=seed) for seed, n in enumerate(sizes)]
+    joined = RankInput(request_id="many", surface="content",
+                       item_ids=np.concatenate([x.item_ids for x in singles]),
+                       creator_ids=np.concatenate([x.creator_ids for x in singles]),
+                       cluster_ids=np.concatenate([x.cluster_ids for x in singles]),
+                       original=np.concatenate([x.original for x in singles]),
+                       features=np.concatenate([x.features for x in singles]),
+                       request=np.repeat(np.arange(len(sizes)), sizes))
+    return joined, singles
+
+
+def test_many_requests_in_one_call_equal_one_call_each(core: RankingCore) -> None:
+    joined, singles = many(core, [30, 50, 20])
+    assert joined.n_requests == 3
+    together = core.rank(joined)
+    start = 0
+    for x in singles:
+        alone = core.rank(x)
+        n = len(x.item_ids)
+        np.testing.assert_allclose(together.weights[start: start + n], alone.weights, atol=1e-9)
+        assert together.weights[start: start + n].sum() == pytest.approx(1.0, abs=1e-9)
+        # the ranking lists request 0's candidates first, then request 1's, each best first
+        assert np.array_equal(together.ranking[start: start + n] - start, alone.ranking)
+        start += n
+
+
+def test_many_requests_are_checked_per_request(core: RankingCore) -> None:
+    joined, singles = many(core, [10, 10])
+    repeated = replace(joined, item_ids=np.concatenate([singles[0].item_ids, singles[0].item_ids]))
+    core.rank(repeated)  # the same item in two requests is fine
+    twice = repeated.item_ids.copy()
+    twice[1] = twice[0]
+    with pytest.raises(InvalidRequest, match="duplicated ids"):
+        core.rank(replace(repeated, item_ids=twice))
+    small = RankingCore(core.state.bundle, core.policy, limits=replace(core.limits, max_candidates=10))
+    small.rank(joined)  # 20 candidates, 10 per request
+    with pytest.raises(InvalidRequest, match="received 11 candidates in request 1; expected at most 10"):
+        small.rank(replace(joined, request=np.repeat([0, 1], [9, 11])))
+    with pytest.raises(InvalidRequest, match="contiguous runs"):
+        core.rank(replace(joined, request=np.tile([0, 1], 10)))
+    with pytest.raises(InvalidRequest, match="received 3 request indices; expected one per candidate"):
+        core.rank(replace(joined, request=np.zeros(3, np.int64)))
+
+
+def test_observed_exposure_moves_prices_and_a_new_plan_keeps_what_was_learned(
+        core: RankingCore, plan_dirs: tuple[Path, Path]) -> None:
+    x = candidates(core, 100)
+    engine = core.state.engine
+    before = engine.prices(x.creator_ids, x.cluster_ids)[0].copy()
+    # all the exposure went to these candidates' creators, far above their planned shares: the controller
+    # raises their prices (controllers see shares of the exposure reported, not absolute amounts)
+    creators, first = np.unique(x.creator_ids, return_index=True)
+    for _ in range(3):
+        core.observe(creator=creators, cluster=x.cluster_ids[first], exposure=np.ones(len(creators)))
+    raised = core.state.engine.prices(x.creator_ids, x.cluster_ids)[0]
+    assert raised.mean() > before.mean() + 0.05
+    core.set_plan(load_plan(plan_dirs[1]))
+    assert core.state.plan_version == 2
+    carried = core.state.engine.prices(x.creator_ids, x.cluster_ids)[0]
+    fresh = RankingCore(core.state.bundle, core.policy, plan=load_plan(plan_dirs[1])).state.engine
+    limit = core.policy.controller.max_price
+    # the new plan's duals plus the correction learned under the old one
+    expected = np.clip(fresh.prices(x.creator_ids, x.cluster_ids)[0] + raised - before, -limit, limit)
+    np.testing.assert_allclose(carried, expected, atol=1e-12)
+    assert core.rank(x).plan_version == 2

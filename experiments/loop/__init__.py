@@ -1,0 +1,1 @@
+"""The closed loop: logs -> models -> plan -> evaluation -> report."""
