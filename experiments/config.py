@@ -267,6 +267,11 @@ class PoliciesConfig(_Section):
                     "path to a policy .toml file.")
     ecorank_overrides: list[str] = Field(
         description="Overrides of the ecorank fairness policy, KEY=VALUE each (e.g. planner.kappa=1.0).")
+    ecorank_retrain_every: NonNegativeInt = Field(
+        description="With a heads bundle: every this many rounds ecorank fine-tunes its model on its own logged "
+                    "impressions (observable features and outcomes, the noisy audit's risk label); 0 = never.")
+    ecorank_retrain_window: PositiveInt = Field(description="Rounds of ecorank's own impressions it retrains on.")
+    ecorank_retrain_epochs: PositiveInt = Field(description="Epochs of each retraining.")
     heads_bundle: str = Field(
         description="A trained model bundle (folder) whose four heads every learned policy ranks with (ecorank "
                     "through the serving core); empty: the observable estimator (experiments/policies/estimates.py).")

@@ -7,6 +7,7 @@ training nor calibration saw.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
@@ -105,6 +106,35 @@ def _train_and_package(*, train: EncodedBatch | BatchStream, train_rows: int, va
     save_bundle(bundle, out)
     (out / METRICS_FILE).write_text(json.dumps(bundle.metrics, indent=2) + "\n")
     return bundle
+
+
+def fine_tune(bundle: Bundle, data: Source, *, config: TrainConfig, calibration: CalibrationMethod = "isotonic",
+              validation_fraction: float = 0.2) -> Bundle:
+    """Continue training a copy of `bundle`'s model on new data (warm start), then recalibrate; in memory.
+
+    The feature statistics stay the bundle's, so inputs are encoded exactly as the model was trained on;
+    the data is split by group into training and `validation_fraction` for early stopping and the new
+    calibrators. The returned bundle is versioned `<old version>+ft<rows>` until saved. This is how a
+    policy retrains on its own impressions inside a simulation (experiments/policies/engine.py).
+    """
+    schema = bundle.schema
+    table = read_table(data, schema=schema)
+    validate(table, schema, source=str(data) if isinstance(data, str | Path) else "data")
+    train, val, _ = split_by_group(table, schema, fractions=(1.0 - validation_fraction, validation_fraction, 0.0),
+                                   seed=config.seed)
+    if train.num_rows == 0 or val.num_rows == 0:
+        raise ValueError(f"fine_tune: received {table.num_rows} rows, which split into {train.num_rows} training and "
+                         f"{val.num_rows} validation rows; expected both non-empty. Pass more data")
+    torch.manual_seed(config.seed)
+    model = copy.deepcopy(bundle.model)
+    Trainer(model, config, progress=False).fit(encode(train, schema, bundle.stats), encode(val, schema, bundle.stats))
+    tuned = Bundle(model_name=bundle.model_name, model=model.eval(), schema=schema, stats=bundle.stats,
+                   train_config={**bundle.train_config, "fine_tuned": asdict(config)},
+                   version=f"{bundle.version}+ft{table.num_rows}")
+    tuned.calibrators = fit_calibrators(tuned, val, method=calibration)
+    tuned.metrics = {"fine_tune_rows": {"train": train.num_rows, "validation": val.num_rows},
+                     "validation": evaluate_bundle(tuned, val)}
+    return tuned
 
 
 def fit_calibrators(bundle: Bundle, val: pa.Table, *, method: CalibrationMethod) -> dict[str, Calibrator]:

@@ -308,8 +308,16 @@ class RankingCore:
 
     def set_plan(self, plan: TrafficPlan) -> Loaded:
         """Adopt an in-memory plan (the simulator re-plans inside a run); same swap as `reload`."""
+        return self._adopt(self.state.bundle, plan)
+
+    def set_bundle(self, bundle: Bundle) -> Loaded:
+        """Adopt an in-memory bundle (a policy retrained inside a simulation); checked and warmed like `reload`."""
+        _check_bundle(bundle)
+        return self._adopt(bundle, self.state.plan)
+
+    def _adopt(self, bundle: Bundle, plan: TrafficPlan | None) -> Loaded:
         with self._reload_lock:
-            fresh = self._warmed(self._state(self.state.bundle, plan, previous=self.state))
+            fresh = self._warmed(self._state(bundle, plan, previous=self.state))
             self.state = fresh
             return fresh
 

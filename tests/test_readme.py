@@ -7,7 +7,8 @@ import shlex
 from pathlib import Path
 
 from experiments.cli import build_parser
-from experiments.config import load_scenario
+from experiments.loop.config import load_loop
+from experiments.loop.evaluate import check_loop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,18 +23,18 @@ def quick_start_commands() -> list[str]:
 
 def test_quick_start_has_exactly_two_commands_main_job_then_tests() -> None:
     first, second = quick_start_commands()
-    assert first.startswith("pip install -e . && ecorank simulate ")
+    assert first.startswith("pip install -e . && ecorank demo")
     assert second == 'pip install -e ".[test]" && pytest'
     ci = (ROOT / ".ci" / "run").read_text()
     assert "grep -m1 -E '^pip install -e \"\\.\\[test\\]\" && pytest' README.md" in ci
 
 
-def test_quick_start_main_job_is_a_valid_simulate_call() -> None:
+def test_quick_start_main_job_is_a_valid_demo_call() -> None:
     first, _ = quick_start_commands()
     argv = shlex.split(first.split("&&", 1)[1])[1:]  # drop "ecorank"
     args = build_parser().parse_args(argv)
-    assert args.command == "simulate"
-    load_scenario(args.scenario, preset=args.preset, overrides=args.overrides)  # raises if invalid
+    assert args.command == "demo"
+    check_loop(load_loop("demo"))  # raises if the demo config or any policy it names is invalid
 
 
 def test_fair_traffic_example_runs_and_prints_what_it_says() -> None:

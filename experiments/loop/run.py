@@ -62,6 +62,17 @@ def worker_setup() -> None:
 def run_loop(loop: LoopConfig, out: Path, *, config_path: Path | None = None, overrides: Sequence[str] = (),
              command: Sequence[str] = (), progress: bool = True) -> LoopResult:
     """The whole loop into `out` (created; an existing loop output there is replaced)."""
+    import torch
+
+    threads = torch.get_num_threads()  # worker_setup may run in this process (jobs = 1); restored at the end
+    try:
+        return _run_loop(loop, out, config_path=config_path, overrides=overrides, command=command, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_loop(loop: LoopConfig, out: Path, *, config_path: Path | None, overrides: Sequence[str],
+              command: Sequence[str], progress: bool) -> LoopResult:
     started = time.time()
     check_loop(loop)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 
 from experiments.simulator.observation import Observation, Truth
@@ -24,7 +25,8 @@ from fairness.slate import plackett_luce, top_k
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
-__all__ = ["F64", "I64", "Policy", "Slate", "deterministic_slate", "normalized", "plackett_luce_slate", "top_k"]
+__all__ = ["F64", "I64", "Learner", "Policy", "Slate", "deterministic_slate", "normalized", "plackett_luce_slate",
+           "top_k"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,17 @@ class Policy(Protocol):
     def rank(self, obs: Observation, *, rng: np.random.Generator, truth: Truth | None = None) -> Slate:
         """Fill obs.n_slots slots for every request; vectorized over requests."""
         ...
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """A policy that learns from its own impressions: after every round the runner hands it that round's
+    impressions (the impressions.parquet schema: observable features, slot, propensity and the realized
+    outcomes, with the delayed audit's noisy risk label), when `learns` is true."""
+
+    learns: bool
+
+    def learn(self, impressions: pa.Table) -> None: ...
 
 
 def deterministic_slate(scores: F64, k: int) -> Slate:

@@ -11,6 +11,13 @@ from the detector (`AccountHistory.cluster_key`). Every `planner.horizon_rounds`
 those statistics (the first plan after round 0; round 0 is served with hard caps only); in between, the
 price controllers move prices from the exposure each creator and cluster actually received. Slates are
 ranked from the traffic weights.
+
+With `policies.ecorank_retrain_every` > 0 (and a bundle) the policy also learns from its own impressions:
+the runner hands it each round's impressions (observable features, slot, realized outcomes, the audit's
+noisy risk label), and every that many rounds it fine-tunes its model on the most recent
+`ecorank_retrain_window` rounds (`mtl.train.fine_tune`: warm start, recalibrated) and swaps it into the
+core (`RankingCore.set_bundle`). Learning only from what it chose to show is Chaney et al.'s confounded
+loop, on purpose.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 
 from experiments.config import ScenarioConfig
 from experiments.policies.base import F64, Slate
@@ -67,12 +75,18 @@ class EnginePolicy:
         self.bundle: Bundle | None = cached_bundle(path) if path else None
         self._start()
 
+    @property
+    def learns(self) -> bool:
+        return self.bundle is not None and self.config.policies.ecorank_retrain_every > 0
+
     def _start(self) -> None:
         """Fresh state: the policy as configured, no plan, no statistics (a new run starts here)."""
         p = self.config.policies
         self.fairness = load_policy(p.ecorank_policy, overrides=p.ecorank_overrides)
         self.engine = FairnessEngine(self.fairness)
         self.core: RankingCore | None = None
+        self.own_impressions: list[pa.Table] = []  # one table per recent round, for retraining
+        self.retrained = 0
         self.stats = _CreatorStats(decay=0.9)
         self.replan_every = max(1, round(self.fairness.planner.horizon_rounds))
         self.previous_exposure = np.zeros(0)
@@ -128,6 +142,25 @@ class EnginePolicy:
         positions, propensity = slate_from_weights(weights.reshape(rows, cols), obs.n_slots,
                                                    tie_break=value.reshape(rows, cols), rng=rng if sample else None)
         return Slate(positions=positions, propensity=propensity)
+
+    def learn(self, impressions: pa.Table) -> None:
+        """Keep the round's impressions; every `ecorank_retrain_every` rounds fine-tune the model on them."""
+        if not self.learns or self.core is None:
+            return
+        p = self.config.policies
+        self.own_impressions = [*self.own_impressions, impressions][-p.ecorank_retrain_window:]
+        if (self.last_round + 1) % p.ecorank_retrain_every:
+            return
+        from mtl.train import fine_tune
+        from mtl.trainer import TrainConfig
+
+        data = pa.concat_tables(self.own_impressions)
+        if data.num_rows < 100:  # too little to split and learn from: keep the current model
+            return
+        settings = TrainConfig(epochs=p.ecorank_retrain_epochs, batch_size=512, lr=1e-3, warmup_steps=0,
+                               patience=1, seed=self.last_round)
+        self.core.set_bundle(fine_tune(self.core.state.bundle, data, config=settings))
+        self.retrained += 1
 
     def _with_gmv_scale(self, scale: float) -> FairnessPolicy:
         """The GMV term's currency scale, fixed once from the first round's predictions (observable), so that

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from experiments.config import ScenarioConfig
 from experiments.plots import plot_rounds
 from experiments.policies import make_policy
+from experiments.policies.base import Learner
 from experiments.simulator import impressions as imp
 from experiments.simulator.measure import DIRECTION, SUMMARY_METRICS, account_snapshot, round_metrics, run_metrics
 from experiments.simulator.story import Streams, initial_world, play_round
@@ -59,14 +60,19 @@ def simulate(config: ScenarioConfig, policy_name: str, seed: int, *, impressions
     world = initial_world(config, streams)
     policy = make_policy(policy_name, config)
     writer = imp.ImpressionWriter(impressions_path) if impressions_path else None
+    learner = policy if isinstance(policy, Learner) and policy.learns else None
     rounds, snapshots = [], []
     try:
         for t in range(config.run.rounds):
             record = play_round(world, config, policy, streams)
             rounds.append(round_metrics(world, config, record))
-            if writer:
-                writer.write(imp.impressions_table(world, config, record, policy=policy_name, seed=seed,
-                                                   rng=streams.at("labels", t)))
+            if writer or learner:
+                table = imp.impressions_table(world, config, record, policy=policy_name, seed=seed,
+                                              rng=streams.at("labels", t))
+                if writer:
+                    writer.write(table)
+                if learner:
+                    learner.learn(table)
             if (t + 1) % config.metrics.snapshot_every == 0 or t == config.run.rounds - 1:
                 snapshots.append(pd.DataFrame(account_snapshot(world, t)))
             if progress:
@@ -168,10 +174,12 @@ def simulate_many(tasks: Sequence[SimTask], *, jobs: int, on_progress: Progress 
     """Every task, in `jobs` spawned worker processes (in this process for jobs <= 1); results in task order.
 
     Workers report each round through a managed queue; the parent owns the progress bar. `initializer`
-    runs once in each worker (e.g. to pin torch to one thread).
+    runs once in each worker (e.g. to pin torch to one thread), or in this process when it does the work.
     """
     report = on_progress or (lambda rounds: None)
     if jobs <= 1 or len(tasks) == 1:
+        if initializer is not None:
+            initializer()  # the same setup as a worker's, so results do not depend on the number of jobs
         return [simulate(t.config, t.policy, t.seed, impressions_path=t.impressions_path, progress=report)
                 for t in tasks]
     # Spawned, not forked: torch and BLAS thread pools must not cross a fork.
