@@ -16,28 +16,17 @@ import pytest
 from fairness.planner import plan_traffic, save_plan, synthetic_inputs
 from fairness.policy import load_policy
 from mtl.bundle import load_bundle
-from mtl.schema import load_schema
-from mtl.train import train_bundle
-from mtl.trainer import TrainConfig
 from serving.auth import Tokens
 from serving.convert import rank_request
 from serving.core import RankingCore, RankInput
 from serving.generated.ecorank.v1 import traffic_pb2, traffic_pb2_grpc
 from serving.server import RunningServer, ServerOptions, start_server
+from tests.bundles import small_bundle
 
 
 @pytest.fixture(scope="session")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from experiments.config import load_scenario
-    from experiments.simulator.runner import run_experiment
-
-    sim = tmp_path_factory.mktemp("serving_sim")
-    config = load_scenario("S4", preset="tiny", overrides=["outputs.impressions=all", "run.rounds=10"])
-    run_experiment(config, policies=["explore"], seeds=[0], out=sim, quiet=True)
-    out = tmp_path_factory.mktemp("serving_bundle")
-    train_bundle(data=sim / "impressions.parquet", schema=load_schema("ecorank"), model_name="mmoe", out=out,
-                 config=TrainConfig(epochs=2, batch_size=256, patience=2), progress=False)
-    return out
+    return small_bundle(tmp_path_factory, rounds=10, epochs=2)
 
 
 @pytest.fixture(scope="session")

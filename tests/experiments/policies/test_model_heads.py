@@ -17,21 +17,15 @@ from experiments.simulator import impressions as imp
 from experiments.simulator.runner import run_experiment, simulate
 from experiments.simulator.story import Streams, initial_world, play_round
 from mtl.bundle import load_bundle
-from mtl.schema import load_schema
-from mtl.train import fine_tune, train_bundle
+from mtl.train import fine_tune
 from mtl.trainer import TrainConfig
 from serving.core import RankingCore
+from tests.bundles import small_bundle
 
 
 @pytest.fixture(scope="module")
 def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    logs = tmp_path_factory.mktemp("logs")
-    config = load_scenario("S4", preset="tiny", overrides=["outputs.impressions=explore", "run.rounds=12"])
-    run_experiment(config, policies=["explore"], seeds=[99], out=logs, quiet=True)
-    out = tmp_path_factory.mktemp("bundle")
-    train_bundle(data=logs / "impressions.parquet", schema=load_schema("ecorank"), model_name="mmoe", out=out,
-                 config=TrainConfig(epochs=1, batch_size=256, patience=1), progress=False)
-    return out
+    return small_bundle(tmp_path_factory, rounds=12, epochs=1, seed=99)
 
 
 def with_bundle(bundle_dir: Path, scenario: str = "S4", **extra: object) -> ScenarioConfig:

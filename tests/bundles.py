@@ -1,0 +1,24 @@
+"""A small trained bundle for the tests that need a real model: S4 tiny impressions, an MMoE, a few seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from experiments.config import load_scenario
+from experiments.simulator.runner import run_experiment
+from mtl.schema import load_schema
+from mtl.train import train_bundle
+from mtl.trainer import TrainConfig
+
+
+def small_bundle(tmp_path_factory: pytest.TempPathFactory, *, rounds: int, epochs: int, seed: int = 0) -> Path:
+    """Exploration impressions of S4 tiny (every account type) -> an MMoE bundle on the `ecorank` schema."""
+    logs = tmp_path_factory.mktemp("bundle_logs")
+    config = load_scenario("S4", preset="tiny", overrides=["outputs.impressions=explore", f"run.rounds={rounds}"])
+    run_experiment(config, policies=["explore"], seeds=[seed], out=logs, quiet=True)
+    out = tmp_path_factory.mktemp("bundle")
+    train_bundle(data=logs / "impressions.parquet", schema=load_schema("ecorank"), model_name="mmoe", out=out,
+                 config=TrainConfig(epochs=epochs, batch_size=256, patience=epochs), progress=False)
+    return out
