@@ -2,6 +2,7 @@
 
     ecorank demo [--out runs/demo]         # the closed loop on a small preset, report included (< 3 min)
     ecorank loop evaluation --out runs/eval   # the closed loop from a config (built-in name or .toml)
+    ecorank report runs/eval               # redraw a finished loop's plots and report from its files
     ecorank simulate --scenario S1 --policies p0,p1 --seeds 3 --preset default --out runs/s1
     ecorank scenarios                      # list built-in scenarios
     ecorank policies                       # list simulator policies
@@ -111,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="override a loop config value, e.g. --set seeds=[0,1,2] (repeatable)")
     loop.add_argument("--jobs", type=int, default=None, help="simulation worker processes (default: the config's)")
     loop.add_argument("--quiet", action="store_true", help="no progress bars")
+    report = commands.add_parser("report", help="redraw the plots and rewrite the report of a finished loop folder "
+                                                "(no new simulation)")
+    report.add_argument("folder", type=Path, help="the output folder of `ecorank loop` or `ecorank demo`")
     commands.add_parser("scenarios", help="list the built-in scenarios")
     commands.add_parser("policies", help="list the simulator policies")
     show = commands.add_parser("config", help="print a resolved, validated scenario config as JSON")
@@ -131,6 +135,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args) if args.command == "train" else _evaluate(args)
         if args.command in ("demo", "loop"):
             return _loop(args)
+        if args.command == "report":
+            from experiments.loop.run import rereport
+
+            goals, headline = rereport(args.folder)
+            print(headline)
+            print(f"\ngoals met: {sum(1 for g in goals if g.met)} of {sum(1 for g in goals if g.met is not None)}")
+            print(f"report: {args.folder / 'report.md'}")
+            return 0
         if args.command == "scenarios":
             for row in list_scenarios():
                 print(f"{row['id']:<4} {row['name']:<16} {row['title']}")

@@ -150,7 +150,33 @@ def check_goals(evaluation: Evaluation) -> list[Goal]:
             goals.append(Goal(scenario, f"ecorank Pareto-dominates {other} on (GMV, Gini)",
                               f"ecorank ({mine['gmv_rel']:.3f}, {mine['gini_account']:.3f}) vs {other} "
                               f"({theirs['gmv_rel']:.3f}, {theirs['gini_account']:.3f})", dominates(mine, theirs)))
+            swept = sweep_dominating(evaluation, scenario, other)
+            if swept is not None:
+                goals.append(Goal(scenario, f"some swept ecorank strength Pareto-dominates {other} (same seeds)",
+                                  swept[0], swept[1]))
     return goals
+
+
+def sweep_dominating(evaluation: Evaluation, scenario: str, other: str) -> tuple[str, bool] | None:
+    """Whether an ecorank point of the strength sweep dominates `other`'s default point on the sweep's seeds."""
+    sweep, runs = evaluation.sweep, evaluation.runs
+    if sweep.empty or not (sweep["family"] == ECORANK).any():
+        return None
+    mine = sweep.loc[(sweep["scenario"] == scenario) & (sweep["family"] == ECORANK)]
+    if mine.empty:
+        return None
+    seeds = set(mine["seed"])
+    theirs = runs.loc[(runs["scenario"] == scenario) & (runs["policy"] == other) & runs["seed"].isin(seeds)]
+    if theirs.empty:
+        return None
+    point = {"gmv_rel": float(theirs["gmv_rel"].mean()), "gini_account": float(theirs["gini_account"].mean())}
+    knob = str(mine["knob"].iloc[0])
+    means = mine.groupby("value")[["gmv_rel", "gini_account"]].mean()
+    winners = [f"{knob}={value:g} ({row['gmv_rel']:.3f}, {row['gini_account']:.3f})"
+               for value, row in means.iterrows() if dominates({k: float(row[k]) for k in point}, point)]
+    text = (f"{other} ({point['gmv_rel']:.3f}, {point['gini_account']:.3f}); dominated by "
+            + (", ".join(winners) if winners else "none of " + ", ".join(f"{knob}={v:g}" for v in means.index)))
+    return text, bool(winners)
 
 
 # ---------------------------------------------------------------- rendering

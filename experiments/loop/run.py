@@ -31,9 +31,10 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
+from experiments.config import ConfigError
 from experiments.loop.config import LoopConfig
 from experiments.loop.evaluate import Evaluation, check_loop, evaluate, plan_tasks
-from experiments.loop.pipeline import Trained, prepare
+from experiments.loop.pipeline import Trained, prepare, scenario_config
 from experiments.loop.plots import plot_all
 from experiments.loop.report import Goal, check_goals, headline_text, write_report
 from experiments.simulator.runner import git_sha, package_versions
@@ -90,25 +91,13 @@ def _run_loop(loop: LoopConfig, out: Path, *, config_path: Path | None, override
         step = time.perf_counter()
         evaluation = evaluate(loop, trained, on_progress=_updater(bar), initializer=worker_setup)
         timings["evaluate"] = time.perf_counter() - step
-    step = time.perf_counter()
-    evaluation.runs.to_parquet(out / "runs.parquet", index=False)
-    evaluation.rounds.to_parquet(out / "rounds.parquet", index=False)
-    evaluation.accounts.to_parquet(out / "accounts.parquet", index=False)
-    evaluation.sweep.to_parquet(out / "sweep.parquet", index=False)
-    evaluation.summary.to_csv(out / "summary.csv", index=False)
-    goals = check_goals(evaluation)
-    pd.DataFrame([asdict(g) for g in goals]).to_csv(out / "goals.csv", index=False)
-    burn_in = tasks[0].config.run.burn_in
-    plot_all(rounds=evaluation.rounds, accounts=evaluation.accounts, runs=evaluation.runs, sweep=evaluation.sweep,
-             out=out / "plots", burn_in=burn_in)
-    timings["report"] = time.perf_counter() - step
     if config_path is not None and config_path.resolve() != (out / "config.toml").resolve():
         shutil.copyfile(config_path, out / "config.toml")
-    command_line = " ".join(command) if command else f"ecorank loop {config_path or loop.name} --out {out}"
-    manifest = {
+    manifest: dict[str, Any] = {
         "tool": "ecorank loop",
         "name": loop.name,
         "command": list(command),
+        "command_line": " ".join(command) if command else f"ecorank loop {config_path or loop.name} --out {out}",
         "config_file": str(config_path) if config_path else None,
         "overrides": list(overrides),
         "config": loop.model_dump(),
@@ -123,18 +112,62 @@ def _run_loop(loop: LoopConfig, out: Path, *, config_path: Path | None, override
         "model_metrics": trained.metrics,
         "simulations": len(tasks) + len(loop.scenarios) * len(loop.logging.seeds),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "wall_seconds": round(time.time() - started, 2),
-        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
         "git_sha": git_sha(),
         "python": sys.version.split()[0],
         "packages": {**package_versions(), **_ml_versions()},
     }
-    (out / "report.md").write_text(write_report(loop, evaluation, goals, manifest=manifest,
-                                                model_metrics=trained.metrics, command=command_line))
+    step = time.perf_counter()
+    save_evaluation(evaluation, out)
+    goals = write_report_files(out, loop, evaluation, manifest)
+    timings["report"] = time.perf_counter() - step
+    manifest.update(finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    wall_seconds=round(time.time() - started, 2),
+                    timings_seconds={k: round(v, 2) for k, v in timings.items()})
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     return LoopResult(out=out, trained=trained, evaluation=evaluation, goals=goals,
                       headline=headline_text(evaluation), manifest=manifest)
+
+
+def save_evaluation(evaluation: Evaluation, out: Path) -> None:
+    evaluation.runs.to_parquet(out / "runs.parquet", index=False)
+    evaluation.rounds.to_parquet(out / "rounds.parquet", index=False)
+    evaluation.accounts.to_parquet(out / "accounts.parquet", index=False)
+    evaluation.sweep.to_parquet(out / "sweep.parquet", index=False)
+    evaluation.summary.to_csv(out / "summary.csv", index=False)
+
+
+def load_evaluation(out: Path) -> Evaluation:
+    return Evaluation(rounds=pd.read_parquet(out / "rounds.parquet"),
+                      accounts=pd.read_parquet(out / "accounts.parquet"), runs=pd.read_parquet(out / "runs.parquet"),
+                      summary=pd.read_csv(out / "summary.csv"), sweep=pd.read_parquet(out / "sweep.parquet"))
+
+
+def write_report_files(out: Path, loop: LoopConfig, evaluation: Evaluation, manifest: dict[str, Any]) -> list[Goal]:
+    """goals.csv, plots/ and report.md from an evaluation (the manifest supplies models, timings, git)."""
+    goals = check_goals(evaluation)
+    pd.DataFrame([asdict(g) for g in goals]).to_csv(out / "goals.csv", index=False)
+    burn_in = scenario_config(loop, loop.scenarios[0]).run.burn_in
+    plot_all(rounds=evaluation.rounds, accounts=evaluation.accounts, runs=evaluation.runs, sweep=evaluation.sweep,
+             out=out / "plots", burn_in=burn_in)
+    (out / "report.md").write_text(write_report(loop, evaluation, goals, manifest=manifest,
+                                                model_metrics=manifest["model_metrics"],
+                                                command=manifest["command_line"]))
+    return goals
+
+
+def rereport(out: Path) -> tuple[list[Goal], str]:
+    """Redraw the plots and rewrite goals.csv and report.md of a finished loop folder from its files, without
+    simulating again (after a change to the report or the goals); returns the goals and the headline."""
+    manifest_path = out / "manifest.json"
+    if not manifest_path.is_file():
+        raise ConfigError(f"{out}: received a folder without manifest.json; expected the output folder of "
+                          "`ecorank loop` or `ecorank demo`")
+    manifest = json.loads(manifest_path.read_text())
+    loop = LoopConfig.model_validate(manifest["config"])
+    manifest.setdefault("command_line", " ".join(manifest.get("command", [])) or f"ecorank loop {loop.name}")
+    evaluation = load_evaluation(out)
+    goals = write_report_files(out, loop, evaluation, manifest)
+    return goals, headline_text(evaluation)
 
 
 def _updater(bar: tqdm[Any]) -> Callable[[int], None]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,15 @@ def test_plots_are_drawn_from_the_run_files_alone(tiny_run: tuple[Path, str], tm
                      runs=pd.read_parquet(out / "runs.parquet"), sweep=pd.read_parquet(out / "sweep.parquet"),
                      out=tmp_path, burn_in=4)
     assert sorted(paths) == sorted(file for file, _ in PLOTS)
+
+
+def test_ecorank_report_rewrites_a_finished_loop_from_its_files(tiny_run: tuple[Path, str], tmp_path: Path) -> None:
+    out, report = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("logs", "models"))
+    shutil.rmtree(copy / "plots")
+    (copy / "report.md").unlink()
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "report.md").read_text() == report  # the same numbers give the same report
+    assert sorted(p.name for p in (copy / "plots").iterdir()) == sorted(file for file, _ in PLOTS)
+    assert main(["report", str(tmp_path / "nothing")]) == 2

@@ -74,3 +74,19 @@ def test_the_headline_shows_ecorank_with_its_ci_against_p0() -> None:
     row = next(line for line in table.splitlines() if line.startswith("| S1"))
     assert "0.38 (-0.12 [-0.13, -0.11])" in row
     assert row.count("|") == 11
+
+
+def test_a_swept_strength_dominating_a_baseline_is_found_on_the_same_seeds() -> None:
+    base = evaluation(gini_ecorank=0.44, gmv_rel=0.96)
+    sweep = pd.DataFrame([{"scenario": "S1", "family": "ecorank", "knob": "planner.kappa", "value": kappa, "seed": s,
+                           "gmv_rel": gmv, "gini_account": gini}
+                          for kappa, gmv, gini in ((4.0, 0.99, 0.48), (1.0, 0.93, 0.40)) for s in range(2)])
+    swept = Evaluation(rounds=base.rounds, accounts=base.accounts, runs=base.runs, summary=base.summary, sweep=sweep)
+    verdicts = {g.statement: (g.met, g.measured) for g in check_goals(swept)}
+    # pmmf sits at (0.90, 0.42): kappa 1 (0.93, 0.40) dominates it; fairco (0.95, 0.45) is dominated by neither
+    met, measured = verdicts["some swept ecorank strength Pareto-dominates pmmf (same seeds)"]
+    assert met is True
+    assert "planner.kappa=1 (0.930, 0.400)" in measured
+    met, measured = verdicts["some swept ecorank strength Pareto-dominates fairco (same seeds)"]
+    assert met is False
+    assert "none of planner.kappa=1, planner.kappa=4" in measured
