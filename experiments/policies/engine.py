@@ -8,7 +8,8 @@ one batched allocation for all requests), the code path of the gRPC server; with
 `FairnessEngine` directly. Creator statistics come
 from the candidates the policy has seen, exposure from the observable account history, operator clusters
 from the detector (`AccountHistory.cluster_key`). Every `planner.horizon_rounds` rounds it re-plans from
-those statistics (the first plan after round 0; round 0 is served with hard caps only); in between, the
+those statistics (with a bundle the predictions arrive with the allocation, so the first plan is made
+after round 0, which is served with hard caps only; the estimator plans before allocating); in between, the
 price controllers move prices from the exposure each creator and cluster actually received. Slates are
 ranked from the traffic weights.
 
@@ -117,11 +118,13 @@ class EnginePolicy:
                 request_id=f"round-{obs.round}", surface="content", item_ids=c.item.ravel(), creator_ids=account,
                 cluster_ids=cluster_key[account], original=original, features=features,
                 request=np.repeat(np.arange(rows), cols)), now=float(obs.round))
-            heads = HeadPredictions(**ranked.predictions)
             weights = ranked.weights
-            order = np.empty(rows * cols)
-            order[ranked.ranking] = -np.arange(rows * cols)  # the core's ranking, as a tie-break score
-            value = order
+            value = np.empty(rows * cols)
+            value[ranked.ranking] = -np.arange(rows * cols)  # the core's ranking, as a tie-break score
+            # the predictions come with the allocation, so a plan made from them serves from the next round
+            self._learn(HeadPredictions(**ranked.predictions), account, c.originality.ravel(), n_accounts, rows)
+            if self.plans == 0 or obs.round % self.replan_every == 0:
+                self._replan(obs, cluster_key)
         else:
             est = estimate_heads(c, self.config)
             heads = HeadPredictions(gmv=est.gmv.ravel(), prosperity=est.prosperity.ravel(), risk=est.risk.ravel(),
@@ -130,14 +133,14 @@ class EnginePolicy:
                 self.engine = FairnessEngine(self._with_gmv_scale(suggest_gmv_scale(heads.gmv, quantile=0.99)))
                 self.calibrate_gmv_scale = False
             self._feed_back(obs, cluster_key)
+            self._learn(heads, account, c.originality.ravel(), n_accounts, rows)
+            if self.plans == 0 or obs.round % self.replan_every == 0:
+                self._replan(obs, cluster_key)  # the estimates come first, so this round is served by the plan
             result = self.engine.allocate(CandidateBatch(creator=account, cluster=cluster_key[account],
                                                          original=original, heads=heads,
                                                          request=np.repeat(np.arange(rows), cols)),
                                           now=float(obs.round))
             weights, value = result.weights, result.value
-        self._learn(heads, account, c.originality.ravel(), n_accounts, rows)
-        if self.plans == 0 or obs.round % self.replan_every == 0:
-            self._replan(obs, cluster_key)  # serves from the next round on
         sample = self.fairness.allocation.slate == "sample"
         positions, propensity = slate_from_weights(weights.reshape(rows, cols), obs.n_slots,
                                                    tie_break=value.reshape(rows, cols), rng=rng if sample else None)
