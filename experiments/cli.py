@@ -3,6 +3,7 @@
     ecorank demo [--out runs/demo]         # the closed loop on a small preset, report included (< 3 min)
     ecorank loop evaluation --out runs/eval   # the closed loop from a config (built-in name or .toml)
     ecorank report runs/eval               # redraw a finished loop's plots and report from its files
+    ecorank tune model --data runs/demo/logs --out runs/tune   # Ray Tune model sweep (ASHA), best bundle saved
     ecorank simulate --scenario S1 --policies p0,p1 --seeds 3 --preset default --out runs/s1
     ecorank scenarios                      # list built-in scenarios
     ecorank policies                       # list simulator policies
@@ -115,6 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="redraw the plots and rewrite the report of a finished loop folder "
                                                 "(no new simulation)")
     report.add_argument("folder", type=Path, help="the output folder of `ecorank loop` or `ecorank demo`")
+    tune_parser = commands.add_parser("tune", help="Ray Tune sweeps (needs the ray extra: pip install -e '.[ray]')")
+    sweeps = tune_parser.add_subparsers(dest="sweep", required=True, parser_class=_Parser, metavar="SWEEP")
+    model = sweeps.add_parser("model", help="model type, experts, levels, widths, learning rate and task weighting, "
+                                            "ASHA on the validation loss; the best bundle is saved")
+    model.add_argument("--data", type=Path, required=True, help="impressions: a Parquet file or a folder of them")
+    model.add_argument("--out", type=Path, default=Path("runs") / "tune-model", help="results folder "
+                                                                                     "(default: %(default)s)")
+    model.add_argument("--samples", type=int, default=12, help="trials (default: %(default)s)")
+    model.add_argument("--epochs", type=int, default=8, help="epochs per trial at most (default: %(default)s)")
+    model.add_argument("--seed", type=int, default=0)
+    model.add_argument("--smoke-test", action="store_true", help="two trials of two epochs: the whole path, fast")
+    model.add_argument("--address", default=None, help="a Ray cluster to join (default: a local Ray)")
+    model.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
+    model.add_argument("--storage", type=Path, default=None, help="where Ray keeps the sweep, resumable "
+                                                                  "(default: OUT/ray)")
     commands.add_parser("scenarios", help="list the built-in scenarios")
     commands.add_parser("policies", help="list the simulator policies")
     show = commands.add_parser("config", help="print a resolved, validated scenario config as JSON")
@@ -135,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args) if args.command == "train" else _evaluate(args)
         if args.command in ("demo", "loop"):
             return _loop(args)
+        if args.command == "tune":
+            return _tune(args)
         if args.command == "report":
             from experiments.loop.run import rereport
 
@@ -162,6 +180,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from experiments.tune.model_sweep import ModelSweep
+
+    if not args.data.exists():
+        raise ConfigError(f"--data: received {str(args.data)!r}, which does not exist; expected impressions "
+                          "(a Parquet file or folder), e.g. runs/demo/logs from `ecorank demo`")
+    for name in ("samples", "epochs"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name}: received {getattr(args, name)}; expected a positive number")
+    try:
+        from experiments.tune.ray_adapter import run_model_sweep
+    except ImportError as err:
+        raise ConfigError(f"ecorank tune needs Ray ({err}); install it with pip install -e '.[ray]'") from None
+    sweep = (ModelSweep.smoke(args.data) if args.smoke_test
+             else ModelSweep(data=args.data, samples=args.samples, epochs=args.epochs, seed=args.seed))
+    result = run_model_sweep(sweep, out=args.out, storage=args.storage or args.out / "ray", address=args.address,
+                             num_cpus=args.num_cpus)
+    print(result.table.drop(columns="path").to_string(index=False))
+    print(f"\nbest: {result.best_params}\nbundle: {result.best_bundle} (ecorank serve --bundle {result.best_bundle})"
+          f"\ntrials: {args.out / 'trials.csv'}; resumable from {result.path}")
+    return 0
 
 
 def _loop(args: argparse.Namespace) -> int:

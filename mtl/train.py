@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,12 @@ METRICS_FILE = "metrics.json"
 
 def train_bundle(*, data: Source, schema: Schema, model_name: str, out: Path, config: TrainConfig,
                  model_overrides: Mapping[str, Any] | None = None, calibration: CalibrationMethod = "isotonic",
-                 fractions: Sequence[float] = (0.8, 0.1, 0.1), progress: bool = True) -> Bundle:
-    """Train `model_name` on `data` and write a bundle to `out` (checkpoints in out/checkpoints)."""
+                 fractions: Sequence[float] = (0.8, 0.1, 0.1), progress: bool = True,
+                 on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> Bundle:
+    """Train `model_name` on `data` and write a bundle to `out` (checkpoints in out/checkpoints).
+
+    `on_epoch_end(epoch, row)` sees each epoch's validation row (loss, per-head metrics), e.g. to report it
+    to a hyperparameter sweep that may stop the trial early."""
     table = read_table(data, schema=schema)
     validate(table, schema, source=str(data) if isinstance(data, str | Path) else "data")
     train, val, test = split_by_group(table, schema, fractions=fractions, seed=config.seed)
@@ -55,7 +59,8 @@ def train_bundle(*, data: Source, schema: Schema, model_name: str, out: Path, co
     return _train_and_package(
         train=encode(train, schema, stats), train_rows=train.num_rows, val=val, test=test, schema=schema,
         stats=stats, model_name=model_name, out=out, config=config, model_overrides=model_overrides,
-        calibration=calibration, progress=progress, extra_config={"fractions": list(fractions)})
+        calibration=calibration, progress=progress, extra_config={"fractions": list(fractions)},
+        on_epoch_end=on_epoch_end)
 
 
 def train_bundle_streaming(*, train_path: Path, val_path: Path, test_path: Path, schema: Schema, model_name: str,
@@ -83,12 +88,13 @@ def train_bundle_streaming(*, train_path: Path, val_path: Path, test_path: Path,
 def _train_and_package(*, train: EncodedBatch | BatchStream, train_rows: int, val: pa.Table, test: pa.Table,
                        schema: Schema, stats: FeatureStats, model_name: str, out: Path, config: TrainConfig,
                        model_overrides: Mapping[str, Any] | None, calibration: CalibrationMethod, progress: bool,
-                       extra_config: Mapping[str, Any]) -> Bundle:
+                       extra_config: Mapping[str, Any],
+                       on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> Bundle:
     """Shared by both jobs: train, calibrate on validation, evaluate on test, save the bundle."""
     torch.manual_seed(config.seed)
     model = build_model(model_name, inputs=schema.input_spec(), heads=schema.heads, overrides=model_overrides)
     trainer = Trainer(model, config, checkpoint_dir=out / "checkpoints", progress=progress)
-    result = trainer.fit(train, encode(val, schema, stats))
+    result = trainer.fit(train, encode(val, schema, stats), on_epoch_end=on_epoch_end)
 
     bundle = Bundle(model_name=model_name, model=model, schema=schema, stats=stats,
                     train_config={**asdict(config), **extra_config, "calibration": calibration})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,3 +29,17 @@ def tiny_experiment(tmp_path_factory: pytest.TempPathFactory) -> Experiment:
     config = load_scenario("S4", preset="tiny", overrides=["outputs.impressions=all"])
     out: Path = tmp_path_factory.mktemp("tiny_experiment")
     return run_experiment(config, policies=list(ALL_POLICIES), seeds=[0, 1], out=out, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    """One local Ray for every Ray test of the session (starting one costs several seconds)."""
+    import os
+
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
