@@ -1,7 +1,7 @@
 """The transport-agnostic ranking core: decode, validate, predict, blend, price, allocate, explain.
 
 The gRPC servicer (serving/server.py) only converts messages to and from the plain types here; the
-simulator's ecorank policy (experiments/policies/model_engine.py), batch scoring and tests call
+simulator's ecorank policy (experiments/policies/engine.py), batch scoring and tests call
 `RankingCore.rank` directly, and get the same answers (tested). A `RankInput` may carry many requests at
 once (`request`: the request index of every candidate), which is how the simulator ranks a whole round in
 one model call and one batched allocation. The core holds one
@@ -317,9 +317,14 @@ class RankingCore:
 
     def _adopt(self, bundle: Bundle, plan: TrafficPlan | None) -> Loaded:
         with self._reload_lock:
-            fresh = self._warmed(self._state(bundle, plan, previous=self.state))
-            self.state = fresh
-            return fresh
+            return self._swap(bundle, plan)
+
+    def _swap(self, bundle: Bundle, plan: TrafficPlan | None) -> Loaded:
+        """Warm up a state built from `bundle` and `plan` (controllers carried over), then swap it in; the
+        caller holds the reload lock."""
+        fresh = self._warmed(self._state(bundle, plan, previous=self.state))
+        self.state = fresh  # one reference assignment: atomic for readers
+        return fresh
 
     def observe(self, *, creator: I64, cluster: I64, exposure: F64) -> None:
         """Realized exposure per creator since the last call: moves every surface's price controllers."""
@@ -344,9 +349,7 @@ class RankingCore:
             except Exception as err:  # a corrupt file of any kind must leave the good state in place
                 raise ReloadError(f"reload refused, still serving model {current.bundle.version} and plan "
                                   f"v{current.plan_version}: {err}") from err
-            fresh = self._warmed(self._state(bundle, plan, previous=current))
-            self.state = fresh  # one reference assignment: atomic for readers
-            return fresh
+            return self._swap(bundle, plan)
 
     def _warmed(self, state: Loaded) -> Loaded:
         """Run one request through the new state before it serves (first-call costs, and a last check)."""

@@ -10,7 +10,7 @@ strengths on the sweep scenarios and seeds, for the Pareto plot.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,15 @@ def sweep_overrides(knob: Knob, value: float, base: list[str]) -> dict[str, Any]
     return {knob.key: value}
 
 
+def swept_points(loop: LoopConfig) -> Iterator[tuple[str, Knob, float, dict[str, Any]]]:
+    """(scenario, knob, value, the scenario overrides that set it) for every point of the sweep."""
+    for scenario in loop.sweep.scenarios:
+        base = list(scenario_config(loop, scenario).policies.ecorank_overrides)
+        for knob in loop.sweep.knobs:
+            for value in knob.values:
+                yield scenario, knob, value, sweep_overrides(knob, value, base)
+
+
 def check_loop(loop: LoopConfig) -> None:
     """Build every scenario config and swept fairness policy now, so a bad value fails before any work."""
     from experiments.policies import make_policy
@@ -60,21 +69,29 @@ def check_loop(loop: LoopConfig) -> None:
         config = scenario_config(loop, scenario)
         for policy in loop.policies:
             make_policy(policy, config)
-    for scenario in loop.sweep.scenarios:
-        base = list(scenario_config(loop, scenario).policies.ecorank_overrides)
-        for knob in loop.sweep.knobs:
-            for value in knob.values:
-                try:
-                    config = scenario_config(loop, scenario, sweep_overrides(knob, value, base))
-                    make_policy(knob.family, config)
-                    load_policy(config.policies.ecorank_policy, overrides=config.policies.ecorank_overrides)
-                except ConfigError as err:
-                    raise ConfigError(f"sweep knob {knob.family} {knob.key}={value!r} on {scenario}: received a "
-                                      f"value the policy rejects; fix sweep.knobs in the loop config.\n{err}") from None
+    for scenario, knob, value, overrides in swept_points(loop):
+        try:
+            config = scenario_config(loop, scenario, overrides)
+            make_policy(knob.family, config)
+            load_policy(config.policies.ecorank_policy, overrides=config.policies.ecorank_overrides)
+        except ConfigError as err:
+            raise ConfigError(f"sweep knob {knob.family} {knob.key}={value!r} on {scenario}: received a value the "
+                              f"policy rejects; fix sweep.knobs in the loop config.\n{err}") from None
 
 
-def plan_tasks(loop: LoopConfig, trained: Trained) -> tuple[list[SimTask], list[_Label]]:
-    """Every simulation of steps 4 and the sweep, with what each one is."""
+@dataclass(frozen=True)
+class Plan:
+    """Every simulation of step 4 and the sweep, with what each one is."""
+
+    tasks: list[SimTask]
+    labels: list[_Label]
+
+    @property
+    def rounds(self) -> int:
+        return sum(t.config.run.rounds for t in self.tasks)
+
+
+def plan_tasks(loop: LoopConfig, trained: Trained) -> Plan:
     heads = {"policies.heads_bundle": str(trained.served)}
     tasks: list[SimTask] = []
     labels: list[_Label] = []
@@ -84,20 +101,18 @@ def plan_tasks(loop: LoopConfig, trained: Trained) -> tuple[list[SimTask], list[
             for seed in loop.seeds:
                 tasks.append(SimTask(config, policy, seed))
                 labels.append(_Label(scenario, policy))
-    for scenario in loop.sweep.scenarios:
-        base = list(scenario_config(loop, scenario).policies.ecorank_overrides)
-        for knob in loop.sweep.knobs:
-            for value in knob.values:
-                config = scenario_config(loop, scenario, {**heads, **sweep_overrides(knob, value, base)})
-                for seed in loop.sweep_seeds:
-                    tasks.append(SimTask(config, knob.family, seed))
-                    labels.append(_Label(scenario, knob.family, knob, value))
-    return tasks, labels
+    for scenario, knob, value, overrides in swept_points(loop):
+        config = scenario_config(loop, scenario, {**overrides, **heads})
+        for seed in loop.sweep_seeds:
+            tasks.append(SimTask(config, knob.family, seed))
+            labels.append(_Label(scenario, knob.family, knob, value))
+    return Plan(tasks, labels)
 
 
-def evaluate(loop: LoopConfig, trained: Trained, *, on_progress: Progress | None = None,
+def evaluate(loop: LoopConfig, plan: Plan, *, on_progress: Progress | None = None,
              initializer: Callable[[], None] | None = None) -> Evaluation:
-    tasks, labels = plan_tasks(loop, trained)
+    """Run the planned simulations (`plan_tasks`) and gather their frames, CIs and sweep."""
+    tasks, labels = plan.tasks, plan.labels
     results = simulate_many(tasks, jobs=loop.jobs, on_progress=on_progress, initializer=initializer)
     main = [(label, r) for label, r in zip(labels, results, strict=True) if label.knob is None]
     swept = [(label, r) for label, r in zip(labels, results, strict=True) if label.knob is not None]

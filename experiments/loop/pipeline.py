@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ def scenario_config(loop: LoopConfig, scenario: str, extra: dict[str, Any] | Non
 
 
 def log_impressions(loop: LoopConfig, out: Path, *, on_progress: Progress | None = None,
-                    initializer: Any = None) -> tuple[Path, int]:
+                    initializer: Callable[[], None] | None = None) -> tuple[Path, int]:
     """Step 1: exploration runs of every scenario on the logging seeds -> logs/<scenario>.parquet."""
     logs = out / "logs"
     parts = logs / "_parts"
@@ -106,7 +107,7 @@ def build_plan(loop: LoopConfig, logs: Path, served: Path, out: Path) -> tuple[P
 
 
 def prepare(loop: LoopConfig, out: Path, *, progress: bool = True, on_progress: Progress | None = None,
-            initializer: Any = None) -> Trained:
+            initializer: Callable[[], None] | None = None) -> Trained:
     """Steps 1-3 into `out`."""
     logs, rows = log_impressions(loop, out, on_progress=on_progress, initializer=initializer)
     models, metrics = train_models(loop, logs, out, progress=progress)

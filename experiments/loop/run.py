@@ -85,11 +85,11 @@ def _run_loop(loop: LoopConfig, out: Path, *, config_path: Path | None, override
         step = time.perf_counter()
         trained = prepare(loop, out, progress=progress, on_progress=_updater(bar), initializer=worker_setup)
         timings["log_train_plan"] = time.perf_counter() - step
-    tasks, _ = plan_tasks(loop, trained)
-    total = sum(t.config.run.rounds for t in tasks)
-    with tqdm(total=total, desc="3/4 evaluate policies", unit="round", disable=not progress, leave=False) as bar:
+    plan = plan_tasks(loop, trained)
+    with tqdm(total=plan.rounds, desc="3/4 evaluate policies", unit="round", disable=not progress,
+              leave=False) as bar:
         step = time.perf_counter()
-        evaluation = evaluate(loop, trained, on_progress=_updater(bar), initializer=worker_setup)
+        evaluation = evaluate(loop, plan, on_progress=_updater(bar), initializer=worker_setup)
         timings["evaluate"] = time.perf_counter() - step
     if config_path is not None and config_path.resolve() != (out / "config.toml").resolve():
         shutil.copyfile(config_path, out / "config.toml")
@@ -110,7 +110,7 @@ def _run_loop(loop: LoopConfig, out: Path, *, config_path: Path | None, override
         "plan": str(trained.plan.relative_to(out)),
         "plan_creators": trained.plan_creators,
         "model_metrics": trained.metrics,
-        "simulations": len(tasks) + len(loop.scenarios) * len(loop.logging.seeds),
+        "simulations": len(plan.tasks) + len(loop.scenarios) * len(loop.logging.seeds),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "git_sha": git_sha(),
         "python": sys.version.split()[0],

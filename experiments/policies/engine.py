@@ -5,13 +5,12 @@ names one (`policies.heads_bundle`, as the closed loop does; the other learned p
 the same model), else from `estimate_heads`, a stand-in built from the response model's structure. With
 a bundle, each round goes through the serving core itself (`serving.core.RankingCore`: one model call and
 one batched allocation for all requests), the code path of the gRPC server; without, through its
-`FairnessEngine` directly. Creator statistics come
-from the candidates the policy has seen, exposure from the observable account history, operator clusters
-from the detector (`AccountHistory.cluster_key`). Every `planner.horizon_rounds` rounds it re-plans from
-those statistics (with a bundle the predictions arrive with the allocation, so the first plan is made
-after round 0, which is served with hard caps only; the estimator plans before allocating); in between, the
-price controllers move prices from the exposure each creator and cluster actually received. Slates are
-ranked from the traffic weights.
+`FairnessEngine` directly. Creator statistics come from the candidates the policy has seen, exposure
+from the observable account history, operator clusters from the detector (`AccountHistory.cluster_key`).
+Every `planner.horizon_rounds` rounds it re-plans from those statistics (with a bundle the predictions
+arrive with the allocation, so the first plan is made after round 0, which is served with hard caps only;
+the estimator plans before allocating); in between, the price controllers move prices from the exposure
+each creator and cluster actually received. Slates are ranked from the traffic weights.
 
 With `policies.ecorank_retrain_every` > 0 (and a bundle) the policy also learns from its own impressions:
 the runner hands it each round's impressions (observable features, slot, realized outcomes, the audit's
@@ -103,7 +102,6 @@ class EnginePolicy:
         c = obs.candidates
         rows, cols = c.shape
         account = c.account.ravel()
-        n_accounts = len(obs.accounts.alive)
         cluster_key = obs.accounts.cluster_key()
         original = c.originality.ravel() >= ORIGINALITY_FLAG
         if self.bundle is not None:
@@ -122,9 +120,7 @@ class EnginePolicy:
             value = np.empty(rows * cols)
             value[ranked.ranking] = -np.arange(rows * cols)  # the core's ranking, as a tie-break score
             # the predictions come with the allocation, so a plan made from them serves from the next round
-            self._learn(HeadPredictions(**ranked.predictions), account, c.originality.ravel(), n_accounts, rows)
-            if self.plans == 0 or obs.round % self.replan_every == 0:
-                self._replan(obs, cluster_key)
+            self._learn_and_plan(obs, HeadPredictions(**ranked.predictions), cluster_key)
         else:
             est = estimate_heads(c, self.config)
             heads = HeadPredictions(gmv=est.gmv.ravel(), prosperity=est.prosperity.ravel(), risk=est.risk.ravel(),
@@ -133,9 +129,7 @@ class EnginePolicy:
                 self.engine = FairnessEngine(self._with_gmv_scale(suggest_gmv_scale(heads.gmv, quantile=0.99)))
                 self.calibrate_gmv_scale = False
             self._feed_back(obs, cluster_key)
-            self._learn(heads, account, c.originality.ravel(), n_accounts, rows)
-            if self.plans == 0 or obs.round % self.replan_every == 0:
-                self._replan(obs, cluster_key)  # the estimates come first, so this round is served by the plan
+            self._learn_and_plan(obs, heads, cluster_key)  # the estimates come first: this round gets the plan
             result = self.engine.allocate(CandidateBatch(creator=account, cluster=cluster_key[account],
                                                          original=original, heads=heads,
                                                          request=np.repeat(np.arange(rows), cols)),
@@ -171,6 +165,13 @@ class EnginePolicy:
         blend = self.fairness.blend.model_copy(update={"gmv_scale": scale})
         self.fairness = self.fairness.model_copy(update={"blend": blend})
         return self.fairness
+
+    def _learn_and_plan(self, obs: Observation, heads: HeadPredictions, cluster_key: np.ndarray) -> None:
+        """Add the round's predictions to the creator statistics; re-plan from them when a plan is due."""
+        c = obs.candidates
+        self._learn(heads, c.account.ravel(), c.originality.ravel(), len(obs.accounts.alive), c.shape[0])
+        if self.plans == 0 or obs.round % self.replan_every == 0:
+            self._replan(obs, cluster_key)
 
     def _learn(self, heads: HeadPredictions, account: np.ndarray, originality: F64, n_accounts: int,
                requests: int) -> None:

@@ -9,14 +9,13 @@ import pandas as pd
 import pytest
 
 from experiments.cli import main
-from experiments.config import load_scenario
-from experiments.simulator.runner import run_experiment
 from experiments.tune.model_sweep import SPACE, model_of
 from fairness.policy import load_policy
 from mtl.bundle import load_bundle
 from mtl.models import build_model
 from mtl.schema import load_schema
 from serving.core import RankingCore
+from tests.bundles import explore_impressions
 
 
 @pytest.mark.parametrize("model", SPACE["model"])
@@ -32,10 +31,7 @@ def test_every_point_of_the_space_builds_a_model(model: str, width: int) -> None
 
 @pytest.fixture(scope="module")
 def impressions(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("sweep_logs")
-    config = load_scenario("S4", preset="tiny", overrides=["outputs.impressions=explore", "run.rounds=12"])
-    run_experiment(config, policies=["explore"], seeds=[7], out=out, quiet=True)
-    return out / "impressions.parquet"
+    return explore_impressions(tmp_path_factory, rounds=12, seed=7)
 
 
 def test_smoke_sweep_saves_a_servable_best_bundle_and_resumes(ray_session: None, impressions: Path,
