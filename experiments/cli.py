@@ -4,6 +4,8 @@
     ecorank loop evaluation --out runs/eval   # the closed loop from a config (built-in name or .toml)
     ecorank report runs/eval               # redraw a finished loop's plots and report from its files
     ecorank tune model --data runs/demo/logs --out runs/tune   # Ray Tune model sweep (ASHA), best bundle saved
+    ecorank tune policy --out runs/tune-policy   # multi-objective policy sweep in the simulator, Pareto front
+    ecorank plan --synthetic-markets 8 --pairs-per-market 100000 --ray --out plans   # per-market planner on Ray
     ecorank simulate --scenario S1 --policies p0,p1 --seeds 3 --preset default --out runs/s1
     ecorank scenarios                      # list built-in scenarios
     ecorank policies                       # list simulator policies
@@ -23,12 +25,16 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from experiments.config import ConfigError, available_presets, list_scenarios, load_scenario, parse_overrides
 from serving import cli as serving_cli
+
+if TYPE_CHECKING:
+    from mtl.bundle import Bundle
 
 EXIT_USAGE = 2
 MIN_SEEDS_FOR_CIS = 5
@@ -93,6 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test", type=Path, default=None, help="test Parquet/CSV file (with --stream)")
     train.add_argument("--seed", type=_non_negative_int, default=0)
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--ray-workers", type=_positive_int, default=None, metavar="N",
+                       help="distributed data-parallel training on N Ray Train workers (needs the ray extra); "
+                            "each takes batch-size / N rows per step, so the global batch stays --batch-size")
+    train.add_argument("--address", default=None, help="with --ray-workers: a Ray cluster to join "
+                                                       "(default: a local Ray)")
+    train.add_argument("--num-cpus", type=_positive_int, default=None,
+                       help="with --ray-workers: logical CPUs of the local Ray (default: the cores, at least N + 1)")
+    train.add_argument("--storage", type=Path, default=None,
+                       help="with --ray-workers: the shards and Ray Train's run folder; on a cluster a path every "
+                            "node reads (default: OUT/ray)")
 
     evaluate = commands.add_parser("evaluate", help="per-head metrics of a bundle on labelled data")
     evaluate.add_argument("--bundle", required=True, type=Path)
@@ -131,6 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all)")
     model.add_argument("--storage", type=Path, default=None, help="where Ray keeps the sweep, resumable "
                                                                   "(default: OUT/ray)")
+    _add_policy_sweep(sweeps)
+    plan = commands.add_parser("plan", help="solve the offline traffic plan, per market in parallel (Ray tasks with "
+                                            "--ray), and save it for `ecorank serve --plan`")
+    source = plan.add_mutually_exclusive_group(required=True)
+    source.add_argument("--inputs", type=Path, help="planner inputs folder (creators/segments/pairs.parquet, "
+                                                    "fairness.planner.input_files)")
+    source.add_argument("--synthetic-markets", type=_positive_int, metavar="M",
+                        help="M seeded synthetic markets of --pairs-per-market pairs each (demos, benchmarks)")
+    plan.add_argument("--pairs-per-market", type=_positive_int, default=10_000)
+    plan.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the synthetic markets")
+    plan.add_argument("--policy", default="default", help="fairness policy: built-in name or .toml path")
+    plan.add_argument("--by", choices=("market", "segment", "none"), default="market",
+                      help="partition: one program per market (segment 'market/surface'), per segment, or one joint "
+                           "program (default: %(default)s)")
+    plan.add_argument("--ray", action="store_true", help="solve the partitions as Ray tasks (local Ray, or --address)")
+    plan.add_argument("--address", default=None, help="a Ray cluster to join (default: a local Ray)")
+    plan.add_argument("--num-cpus", type=_positive_int, default=None, help="CPUs of the local Ray (default: all)")
+    plan.add_argument("--version", type=_positive_int, default=1, help="plan version (default: %(default)s)")
+    plan.add_argument("--out", type=Path, required=True, help="plans folder; the plan goes to OUT/vNNNNNN")
+    plan.add_argument("--save-inputs", type=Path, default=None, help="also write the inputs there (input_files)")
     commands.add_parser("scenarios", help="list the built-in scenarios")
     commands.add_parser("policies", help="list the simulator policies")
     show = commands.add_parser("config", help="print a resolved, validated scenario config as JSON")
@@ -151,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _train(args) if args.command == "train" else _evaluate(args)
         if args.command in ("demo", "loop"):
             return _loop(args)
+        if args.command == "plan":
+            return _plan(args)
         if args.command == "tune":
             return _tune(args)
         if args.command == "report":
@@ -182,7 +220,85 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
+def _add_policy_sweep(sweeps: argparse._SubParsersAction[_Parser]) -> None:
+    policy = sweeps.add_parser("policy", help="blend weights and fairness knobs of ecorank in the simulator: a "
+                                              "multi-objective search (GMV, exposure Gini, complaints, risk), the "
+                                              "Pareto front, the chosen point as a policy file")
+    _add_scenario_arguments(policy)
+    policy.set_defaults(scenario="S4", preset="evaluation")
+    policy.add_argument("--samples", type=_positive_int, default=24, help="trials (default: %(default)s)")
+    policy.add_argument("--seeds", type=_positive_int, default=3,
+                        help="simulation seeds per trial, the same for every trial (default: %(default)s)")
+    policy.add_argument("--seed", type=_non_negative_int, default=0,
+                        help="the search's seed; the simulation seeds are SEED..SEED+N-1 (default: %(default)s)")
+    policy.add_argument("--rounds", type=_positive_int, default=None, help="rounds per run (default: the preset's)")
+    policy.add_argument("--bundle", type=Path, default=None,
+                        help="rank with this trained bundle's heads (default: the simulator's observable estimator)")
+    policy.add_argument("--max-gini", type=float, default=None,
+                        help="choose the front point with the highest GMV whose gini_account is at most this "
+                             "(default: the balanced point, closest to the ideal one)")
+    policy.add_argument("--export", default=None, metavar="TRIAL_ID",
+                        help="write trial TRIAL_ID of the finished sweep in --out as OUT/policy-TRIAL_ID.toml "
+                             "(no simulation, no Ray)")
+    policy.add_argument("--out", type=Path, default=Path("runs") / "tune-policy",
+                        help="results folder (default: %(default)s)")
+    policy.add_argument("--smoke-test", action="store_true",
+                        help="4 trials on the tiny preset, 2 seeds, 12 rounds: the whole path, fast")
+    policy.add_argument("--address", default=None, help="a Ray cluster to join (default: a local Ray)")
+    policy.add_argument("--num-cpus", type=_positive_int, default=None, help="CPUs of the local Ray (default: all)")
+    policy.add_argument("--concurrency", type=_positive_int, default=2,
+                        help="trials at once (default: %(default)s; 1 makes the whole search reproducible)")
+    policy.add_argument("--storage", type=Path, default=None, help="where Ray keeps the sweep, resumable "
+                                                                   "(default: OUT/ray)")
+
+
 def _tune(args: argparse.Namespace) -> int:
+    return _tune_policy(args) if args.sweep == "policy" else _tune_model(args)
+
+
+def _tune_policy(args: argparse.Namespace) -> int:
+    from experiments.tune.policy_sweep import SMOKE, PolicySweep, check_resumable, export_trial, write_results
+
+    if args.export is not None:
+        path = export_trial(args.out, args.export)
+        print(f"policy: {path} (ecorank serve --policy {path})")
+        return 0
+    if args.max_gini is not None and not 0.0 < args.max_gini <= 1.0:
+        raise ConfigError(f"--max-gini: received {args.max_gini:g}; expected a Gini in (0, 1], e.g. 0.4")
+    preset, rounds, samples, n_seeds = SMOKE if args.smoke_test else (args.preset, args.rounds, args.samples,
+                                                                      args.seeds)
+    overrides = list(args.overrides)
+    if rounds is not None:
+        overrides.append(f"run.rounds={rounds}")
+    if args.bundle is not None:
+        from mtl.bundle import load_bundle
+
+        with _as_usage_errors():  # fail now, not inside every trial
+            load_bundle(args.bundle)
+        overrides.append(f"policies.heads_bundle={json.dumps(str(args.bundle.resolve()))}")
+    config = load_scenario(args.scenario, preset=preset, overrides=overrides)
+    sweep = PolicySweep(config=config, seeds=tuple(range(args.seed, args.seed + n_seeds)), samples=samples,
+                        seed=args.seed)
+    sweep.check()
+    check_resumable(args.out, sweep)
+    try:
+        from experiments.tune.ray_adapter import run_policy_sweep
+    except ImportError as err:
+        raise ConfigError(f"ecorank tune needs Ray ({err}); install it with pip install -e '.[ray]'") from None
+    trials, path = run_policy_sweep(sweep, storage=args.storage or args.out / "ray", address=args.address,
+                                    num_cpus=args.num_cpus, max_concurrent=args.concurrency)
+    front, chosen = write_results(trials, sweep, args.out, max_gini=args.max_gini)
+    columns = ["trial_id", "gmv", "gini_account", "complaints_per_1k", "risk_share", "is_base", "chosen"]
+    print(f"Pareto front: {len(front)} of {len(trials)} trials ({config.id} {config.preset}, seeds "
+          f"{list(sweep.seeds)})")
+    print(front.assign(chosen=front["trial_id"] == chosen["trial_id"])[columns].to_string(index=False))
+    print(f"\nchosen: {chosen['trial_id']}\npolicy: {args.out / 'policy.toml'} (ecorank serve --policy "
+          f"{args.out / 'policy.toml'})\nresults: {args.out}/ (trials.csv, pareto.csv, pareto.png, sweep.json); "
+          f"resumable from {path}")
+    return 0
+
+
+def _tune_model(args: argparse.Namespace) -> int:
     from experiments.tune.model_sweep import ModelSweep
 
     if not args.data.exists():
@@ -203,6 +319,60 @@ def _tune(args: argparse.Namespace) -> int:
     print(f"\nbest: {result.best_params}\nbundle: {result.best_bundle} (ecorank serve --bundle {result.best_bundle})"
           f"\ntrials: {args.out / 'trials.csv'}; resumable from {result.path}")
     return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from fairness.planner import PlanInputError, plan_traffic, save_plan
+    from fairness.planner.input_files import load_inputs, save_inputs
+    from fairness.planner.partition import market_of_segment, plan_by_market, split_by_market, synthetic_markets
+    from fairness.policy import PolicyError, load_policy
+
+    try:
+        policy = load_policy(args.policy)
+        if args.inputs is not None:
+            inputs = load_inputs(args.inputs)
+        else:
+            inputs = synthetic_markets(args.synthetic_markets, args.pairs_per_market, np.random.default_rng(args.seed))
+        if args.save_inputs is not None:
+            save_inputs(inputs, args.save_inputs)
+        partitions: dict[str, Callable[[str], str]] = {"market": market_of_segment, "segment": str,
+                                                       "none": _one_market}
+        parts = split_by_market(inputs, partitions[args.by])
+    except (PolicyError, PlanInputError) as err:
+        raise ConfigError(str(err)) from None
+    if args.ray:
+        try:
+            from experiments.scale.plan import plan_markets_on_ray
+            from experiments.tune.ray_adapter import start
+        except ImportError as err:
+            raise ConfigError(f"--ray needs Ray ({err}); install it with pip install -e '.[ray]'") from None
+        start(address=args.address, num_cpus=args.num_cpus)  # before the clock: the time is the plan's
+    started = time.perf_counter()
+    if args.by == "none" and not args.ray:
+        result = plan_traffic(inputs, policy, version=args.version)
+    elif args.ray:
+        result = plan_markets_on_ray(inputs, policy, version=args.version, parts=parts)
+    else:
+        result = plan_by_market(inputs, policy, version=args.version, parts=parts)
+    seconds = time.perf_counter() - started
+    path = save_plan(result, args.out)
+    largest = max(part.n_pairs for part in parts)
+    print(f"planned {inputs.n_pairs:,} pairs ({inputs.n_creators:,} creators, {len(inputs.segments)} segments) as "
+          f"{len(parts)} {args.by if args.by != 'none' else 'joint'} program(s), largest {largest:,} pairs, "
+          f"{'on Ray' if args.ray else 'in this process'}: {seconds:.2f} s; solver {result.solver}, "
+          f"status {result.status}, objective {result.objective:.6g}")
+    for note in result.relaxed[:5]:
+        print(f"  relaxed: {note}")
+    if len(result.relaxed) > 5:
+        print(f"  ... and {len(result.relaxed) - 5} more relaxations (manifest.json)")
+    print(f"plan: {path} (ecorank serve --plan {path})")
+    return 0
+
+
+def _one_market(segment: str) -> str:
+    return "all"
 
 
 def _loop(args: argparse.Namespace) -> int:
@@ -281,6 +451,12 @@ def _train(args: argparse.Namespace) -> int:
                           "your data into train / validation / test files (by request) and pass all three")
     if not args.stream and (args.val is not None or args.test is not None):
         raise ConfigError("--val and --test are for --stream; without it --data is split 80/10/10 by group")
+    if args.ray_workers is None and (args.address or args.num_cpus or args.storage):
+        raise ConfigError("--address, --num-cpus and --storage are for --ray-workers N; without it training runs "
+                          "in this process")
+    if args.ray_workers is not None and args.stream:
+        raise ConfigError("--ray-workers and --stream do not combine: distributed training splits --data itself "
+                          "and streams its shards through Ray Data. Drop --stream (and --val, --test)")
 
     with _as_usage_errors():
         schema = load_schema(args.schema)
@@ -292,7 +468,9 @@ def _train(args: argparse.Namespace) -> int:
         common = {"schema": schema, "model_name": args.model, "out": args.out, "config": config,
                   "model_overrides": parse_overrides(args.model_overrides), "calibration": args.calibration,
                   "progress": not args.quiet}
-        if args.stream:
+        if args.ray_workers is not None:
+            bundle = _train_on_ray(args, common)
+        elif args.stream:
             bundle = train_bundle_streaming(train_path=args.data, val_path=args.val, test_path=args.test, **common)
         else:
             bundle = train_bundle(data=args.data, **common)
@@ -301,6 +479,19 @@ def _train(args: argparse.Namespace) -> int:
     print("test split, calibrated:")
     print(_metrics_table(bundle.metrics["test"]))
     return 0
+
+
+def _train_on_ray(args: argparse.Namespace, common: dict[str, Any]) -> Bundle:
+    try:
+        from experiments.scale.train import check_workers, train_bundle_distributed
+    except ImportError as err:
+        raise ConfigError(f"--ray-workers needs Ray ({err}); install it with pip install -e '.[ray]'") from None
+    check_workers(args.ray_workers, batch_size=args.batch_size)  # before the data is read or Ray starts
+    print(f"ecorank train: {args.ray_workers} Ray Train worker(s), {args.batch_size // args.ray_workers} rows "
+          "per worker per step", file=sys.stderr)
+    kwargs = {k: v for k, v in common.items() if k != "progress"}  # the workers show no progress bar
+    return train_bundle_distributed(data=args.data, workers=args.ray_workers, address=args.address,
+                                    num_cpus=args.num_cpus, storage=args.storage or args.out / "ray", **kwargs)
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 This is what `ecorank train` runs; the pieces live in data.py, trainer.py, calibration.py and bundle.py.
 Calibration is fitted on the validation split and judged on the held-out test split, which neither
-training nor calibration saw.
+training nor calibration saw. Distributed training (experiments/scale/train.py) uses the same steps:
+`prepare_splits` before, `new_model` and the Trainer in every worker, `package_bundle` after.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,42 @@ from mtl.data import (
 )
 from mtl.metrics import evaluate_heads
 from mtl.models import build_model
+from mtl.models.blocks import MultiTaskModel
 from mtl.schema import Schema
-from mtl.trainer import BatchStream, TrainConfig, Trainer
+from mtl.trainer import BatchStream, TrainConfig, Trainer, TrainResult
 
 METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Validated data split by group, and the feature statistics fitted on its training part."""
+
+    train: pa.Table
+    val: pa.Table
+    test: pa.Table
+    stats: FeatureStats
+
+
+def prepare_splits(data: Source, *, schema: Schema, seed: int,
+                   fractions: Sequence[float] = (0.8, 0.1, 0.1)) -> Splits:
+    """Read and validate `data`, split it by group with `seed` (none of the splits may be empty), fit the
+    dense statistics on the training split."""
+    table = read_table(data, schema=schema)
+    validate(table, schema, source=str(data) if isinstance(data, str | Path) else "data")
+    train, val, test = split_by_group(table, schema, fractions=fractions, seed=seed)
+    for name, part in (("train", train), ("validation", val), ("test", test)):
+        if part.num_rows == 0:
+            raise ValueError(f"the {name} split is empty ({table.num_rows} rows, fractions {tuple(fractions)}); "
+                             "pass more data or larger split fractions")
+    return Splits(train=train, val=val, test=test, stats=FeatureStats.fit(train, schema))
+
+
+def new_model(model_name: str, *, schema: Schema, seed: int,
+              overrides: Mapping[str, Any] | None = None) -> MultiTaskModel:
+    """The untrained model, its weights drawn after `torch.manual_seed(seed)`: the same in every process."""
+    torch.manual_seed(seed)
+    return build_model(model_name, inputs=schema.input_spec(), heads=schema.heads, overrides=overrides)
 
 
 def train_bundle(*, data: Source, schema: Schema, model_name: str, out: Path, config: TrainConfig,
@@ -48,19 +81,12 @@ def train_bundle(*, data: Source, schema: Schema, model_name: str, out: Path, co
 
     `on_epoch_end(epoch, row)` sees each epoch's validation row (loss, per-head metrics), e.g. to report it
     to a hyperparameter sweep that may stop the trial early."""
-    table = read_table(data, schema=schema)
-    validate(table, schema, source=str(data) if isinstance(data, str | Path) else "data")
-    train, val, test = split_by_group(table, schema, fractions=fractions, seed=config.seed)
-    for name, part in (("train", train), ("validation", val), ("test", test)):
-        if part.num_rows == 0:
-            raise ValueError(f"the {name} split is empty ({table.num_rows} rows, fractions {tuple(fractions)}); "
-                             "pass more data or larger split fractions")
-    stats = FeatureStats.fit(train, schema)
+    splits = prepare_splits(data, schema=schema, seed=config.seed, fractions=fractions)
     return _train_and_package(
-        train=encode(train, schema, stats), train_rows=train.num_rows, val=val, test=test, schema=schema,
-        stats=stats, model_name=model_name, out=out, config=config, model_overrides=model_overrides,
-        calibration=calibration, progress=progress, extra_config={"fractions": list(fractions)},
-        on_epoch_end=on_epoch_end)
+        train=encode(splits.train, schema, splits.stats), train_rows=splits.train.num_rows, val=splits.val,
+        test=splits.test, schema=schema, stats=splits.stats, model_name=model_name, out=out, config=config,
+        model_overrides=model_overrides, calibration=calibration, progress=progress,
+        extra_config={"fractions": list(fractions)}, on_epoch_end=on_epoch_end)
 
 
 def train_bundle_streaming(*, train_path: Path, val_path: Path, test_path: Path, schema: Schema, model_name: str,
@@ -90,12 +116,19 @@ def _train_and_package(*, train: EncodedBatch | BatchStream, train_rows: int, va
                        model_overrides: Mapping[str, Any] | None, calibration: CalibrationMethod, progress: bool,
                        extra_config: Mapping[str, Any],
                        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> Bundle:
-    """Shared by both jobs: train, calibrate on validation, evaluate on test, save the bundle."""
-    torch.manual_seed(config.seed)
-    model = build_model(model_name, inputs=schema.input_spec(), heads=schema.heads, overrides=model_overrides)
+    """Shared by both jobs: train, then package."""
+    model = new_model(model_name, schema=schema, seed=config.seed, overrides=model_overrides)
     trainer = Trainer(model, config, checkpoint_dir=out / "checkpoints", progress=progress)
     result = trainer.fit(train, encode(val, schema, stats), on_epoch_end=on_epoch_end)
+    return package_bundle(model, result, model_name=model_name, schema=schema, stats=stats, val=val, test=test,
+                          train_rows=train_rows, out=out, config=config, calibration=calibration,
+                          extra_config=extra_config)
 
+
+def package_bundle(model: MultiTaskModel, result: TrainResult, *, model_name: str, schema: Schema,
+                   stats: FeatureStats, val: pa.Table, test: pa.Table, train_rows: int, out: Path,
+                   config: TrainConfig, calibration: CalibrationMethod, extra_config: Mapping[str, Any]) -> Bundle:
+    """A trained model (its best weights loaded) -> calibrated on validation, evaluated on test, saved to `out`."""
     bundle = Bundle(model_name=model_name, model=model, schema=schema, stats=stats,
                     train_config={**asdict(config), **extra_config, "calibration": calibration})
     bundle.calibrators = fit_calibrators(bundle, val, method=calibration)
@@ -104,6 +137,7 @@ def _train_and_package(*, train: EncodedBatch | BatchStream, train_rows: int, va
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
         "monitor": config.monitor,
+        "best_value": result.best_value,  # of the monitored validation quantity, at best_epoch
         "rows": {"train": train_rows, "validation": val.num_rows, "test": test.num_rows},
         "validation": evaluate_bundle(bundle, val),
         "test": evaluate_bundle(bundle, test),

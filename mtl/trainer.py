@@ -7,6 +7,10 @@ checkpoint ends with exactly the weights of an uninterrupted run (tests/mtl/test
 
 Checkpoints are plain tensors and numbers saved with `torch.save` and loaded with
 `torch.load(weights_only=True)`: resuming never executes pickled code.
+
+Data-parallel training (`ecorank train --ray-workers N`, experiments/scale/train.py) runs this same loop in
+every worker with a `DataParallel`: each replica steps on its own shard, gradients are averaged across
+replicas before the optimizer step, and rank 0 alone validates and decides early stopping for all.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor
+import torch.distributed as dist
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from mtl.data import EncodedBatch
@@ -73,6 +78,40 @@ class BatchStream:
     rows: int
 
 
+@dataclass(frozen=True)
+class DataParallel:
+    """This process as replica `rank` of `world_size` data-parallel replicas; torch.distributed is initialized
+    (Ray Train does it). `module` is the model wrapped in DistributedDataParallel, which averages the model's
+    gradients during backward; the rest (task-weighting parameters, PCGrad's per-task gradients, the train
+    loss, the stop decision) goes through the collectives below."""
+
+    module: nn.Module
+    rank: int
+    world_size: int
+
+    @property
+    def is_chief(self) -> bool:
+        return self.rank == 0
+
+    def sum_(self, tensor: Tensor) -> None:
+        """In place: the element-wise sum over all replicas."""
+        if self.world_size > 1:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+
+    def mean_(self, tensor: Tensor) -> None:
+        """In place: the element-wise mean over all replicas."""
+        self.sum_(tensor)
+        tensor /= self.world_size
+
+    def from_chief(self, flag: bool) -> bool:
+        """Rank 0's `flag` on every replica, so all of them stop after the same epoch."""
+        if self.world_size == 1:
+            return flag
+        value = torch.tensor([int(flag)])
+        dist.broadcast(value, src=0)
+        return bool(value.item())
+
+
 @dataclass
 class TrainResult:
     best_epoch: int
@@ -87,14 +126,19 @@ def monitor_direction(monitor: str) -> Literal["min", "max"]:
 
 
 class Trainer:
-    """Fits one model on encoded train data, validating every epoch; `checkpoint_dir` enables resume."""
+    """Fits one model on encoded train data, validating every epoch; `checkpoint_dir` enables resume.
+
+    With `parallel`, this process is one data-parallel replica: it trains on its own data, and only rank 0
+    validates, keeps the history and the best weights, and returns a meaningful TrainResult."""
 
     def __init__(self, model: MultiTaskModel, config: TrainConfig, *, checkpoint_dir: Path | None = None,
-                 progress: bool = True) -> None:
+                 progress: bool = True, parallel: DataParallel | None = None) -> None:
         self.model = model
         self.config = config
         self.checkpoint_dir = checkpoint_dir
         self.progress = progress
+        self.parallel = parallel
+        self.is_chief = parallel is None or parallel.is_chief
         self.weighting = TaskWeighting(heads=[h.name for h in model.heads], method=config.task_weighting,
                                        fixed=dict(config.task_weights))
         # Weight decay on the model only: uncertainty log-variances are free parameters.
@@ -109,7 +153,9 @@ class Trainer:
             on_epoch_end: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
         """Train for up to config.epochs, resuming from the checkpoint in `checkpoint_dir` if there is one.
 
-        `train` is encoded tensors in memory, or a BatchStream for data larger than memory.
+        `train` is encoded tensors in memory, or a BatchStream for data larger than memory. A data-parallel
+        replica passes its own shard as a BatchStream whose `rows` counts every replica's rows, with
+        config.batch_size the global batch, so the learning-rate schedule is the one of a single process.
         """
         cfg = self.config
         rows = train.rows if isinstance(train, BatchStream) else len(train)
@@ -123,25 +169,12 @@ class Trainer:
                    leave=False)
         for epoch in range(state.epoch, cfg.epochs):
             train_loss = self._train_epoch(train, epoch, scheduler)
-            row: dict[str, float] = {"epoch": float(epoch), "train_loss": train_loss,
-                                     "lr": float(scheduler.get_last_lr()[0]),
-                   **{f"weight.{k}": v for k, v in self.weighting.weights().items()}}
-            row.update(self.evaluate(val))
-            state.history.append(row)
-            value = row[cfg.monitor] if cfg.monitor in row else _missing_monitor(cfg.monitor, row)
-            if _improved(value, state.best_value, self.direction):
-                state.best_value, state.best_epoch, state.stale = value, epoch, 0
-                state.best_model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            else:
-                state.stale += 1
-            state.epoch = epoch + 1
-            stop = state.stale >= cfg.patience
-            state.stopped_early = stop and state.epoch < cfg.epochs
-            self._save(state, scheduler)
+            stop = self._end_epoch(epoch, train_loss, val, state, scheduler, on_epoch_end) if self.is_chief else False
+            if self.parallel is not None:
+                stop = self.parallel.from_chief(stop)
             bar.update(1)
-            bar.set_postfix(train=f"{train_loss:.4f}", val=f"{row['loss']:.4f}")
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, row)
+            if state.history:
+                bar.set_postfix(train=f"{train_loss:.4f}", val=f"{state.history[-1]['loss']:.4f}")
             if stop:
                 break
         bar.close()
@@ -150,25 +183,59 @@ class Trainer:
         return TrainResult(best_epoch=state.best_epoch, best_value=state.best_value, history=state.history,
                            stopped_early=state.stopped_early)
 
+    def _end_epoch(self, epoch: int, train_loss: float, val: EncodedBatch, state: _FitState,
+                   scheduler: torch.optim.lr_scheduler.LambdaLR,
+                   on_epoch_end: Callable[[int, dict[str, float]], None] | None) -> bool:
+        """Validate, keep the best weights, checkpoint; True when early stopping says stop."""
+        cfg = self.config
+        row: dict[str, float] = {"epoch": float(epoch), "train_loss": train_loss,
+                                 "lr": float(scheduler.get_last_lr()[0]),
+                                 **{f"weight.{k}": v for k, v in self.weighting.weights().items()}}
+        row.update(self.evaluate(val))
+        state.history.append(row)
+        value = row[cfg.monitor] if cfg.monitor in row else _missing_monitor(cfg.monitor, row)
+        if _improved(value, state.best_value, self.direction):
+            state.best_value, state.best_epoch, state.stale = value, epoch, 0
+            state.best_model = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            state.stale += 1
+        state.epoch = epoch + 1
+        stop = state.stale >= cfg.patience
+        state.stopped_early = stop and state.epoch < cfg.epochs
+        self._save(state, scheduler)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row)
+        return stop
+
     def _train_epoch(self, train: EncodedBatch | BatchStream, epoch: int,
                      scheduler: torch.optim.lr_scheduler.LambdaLR) -> float:
         cfg = self.config
         self.model.train()
+        # The DDP wrapper averages gradients in backward. PCGrad needs each task's gradient averaged before
+        # its surgery instead, which one averaged gradient cannot give: it runs the bare model and averages
+        # the per-task gradients itself (_pcgrad_backward).
+        forward = self.parallel.module if self.parallel is not None and cfg.task_weighting != "pcgrad" else self.model
         total, rows = 0.0, 0
         for batch in self._epoch_batches(train, epoch):
-            outputs, _ = self.model(dense=batch.dense, categorical=batch.categorical)
+            outputs, _ = forward(dense=batch.dense, categorical=batch.categorical)
             losses = self.model.head_losses(outputs, labels=batch.labels, masks=batch.masks)
             self.optimizer.zero_grad(set_to_none=True)
             if cfg.task_weighting == "pcgrad":
                 self._pcgrad_backward(losses, step=scheduler.last_epoch)
             else:
                 self.weighting(losses).backward()
+                if self.parallel is not None and self.weighting.log_vars.grad is not None:
+                    self.parallel.mean_(self.weighting.log_vars.grad)  # outside DDP: average by hand
             if cfg.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.optimizer.step()
             scheduler.step()
             total += float(torch.stack(list(losses.values())).sum().detach()) * len(batch)
             rows += len(batch)
+        if self.parallel is not None:  # the train loss over every replica's rows
+            sums = torch.tensor([total, float(rows)], dtype=torch.float64)
+            self.parallel.sum_(sums)
+            total, rows = float(sums[0]), int(sums[1])
         return total / max(rows, 1)
 
     def _epoch_batches(self, train: EncodedBatch | BatchStream, epoch: int) -> Iterable[EncodedBatch]:
@@ -188,9 +255,13 @@ class Trainer:
             grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
             flat.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
                                    for g, p in zip(grads, params, strict=True)]))
-        # The projection order is random, from a generator seeded per (seed, step): runs stay reproducible.
+        stacked = torch.stack(flat)  # (T, P)
+        if self.parallel is not None:
+            self.parallel.mean_(stacked)  # each task's gradient over the global batch, as in one process
+        # The projection order is random, from a generator seeded per (seed, step): runs stay reproducible
+        # (and every replica draws the same order, so their combined gradients agree).
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
-        combined = pcgrad(torch.stack(flat), generator=generator)  # (P,)
+        combined = pcgrad(stacked, generator=generator)  # (P,)
         offset = 0
         for p in params:
             p.grad = combined[offset: offset + p.numel()].view_as(p).clone()

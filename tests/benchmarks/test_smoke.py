@@ -70,6 +70,16 @@ def test_memory_benchmark_measures_both_settings() -> None:
     assert row["kept_faults_per_call"] >= 0
 
 
+def test_ray_planner_benchmark_plans_the_same_on_ray() -> None:
+    figures = run_quick("ray_planner")
+    assert [(row["markets"], row["largest_market_pairs"] < row["pairs"]) for row in figures["rows"]] == [
+        (2, True), (4, True)]
+    for row in figures["rows"]:
+        assert row["ray_equals_here"], row
+        assert row["partitioned_objective"] > 0
+    assert figures["size_reached"] in {0, *(row["pairs"] for row in figures["rows"])}
+
+
 @pytest.mark.parametrize("name", ["simulator", "mtl"])
 def test_other_benchmarks_run(name: str) -> None:
     run_quick(name)
