@@ -1,7 +1,7 @@
 """The offline planner partitioned by market: one joint program vs one program per market, in this process
 and as Ray tasks, against the platform's size.
 
-    python benchmarks/ray_planner.py            # 4, 8, 16 markets of 1e5 pairs (about 10 minutes on 2 cores)
+    python benchmarks/ray_planner.py            # 4, 8, 16 markets of 9e4 pairs (about 6 minutes on 2 cores)
     python benchmarks/ray_planner.py --quick    # 2 and 4 markets of 5e3 pairs (under a minute)
 
 Inputs: `fairness.planner.partition.synthetic_markets(M, pairs_per_market, default_rng(seed))`: M
@@ -36,14 +36,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+import pandas as pd
 
 from fairness.planner import plan_traffic
 from fairness.planner.partition import plan_by_market, split_by_market, synthetic_markets
 from fairness.policy import load_policy
 
 GOAL_SECONDS = 60.0
-SIZES = [(4, 100_000), (8, 100_000), (16, 100_000)]
+# 9e4 pairs per market: under 1e5, where `auto` still picks an exact solver for each market
+SIZES = [(4, 90_000), (8, 90_000), (16, 90_000)]
 QUICK_SIZES = [(2, 5_000), (4, 5_000)]
+MATCH_TOLERANCE = 1e-9
 JOINT_MAX_PAIRS = 2_000_000  # dual ascent's memory and time grow past this; not needed to make the point
 
 
@@ -51,6 +54,13 @@ def timed(run: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
     started = time.perf_counter()
     result = run(*args, **kwargs)
     return time.perf_counter() - started, result
+
+
+def max_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    """The largest absolute difference between two plans' numeric columns (the same creators, in order)."""
+    assert a["creator"].equals(b["creator"])
+    columns = [c for c in a.columns if a[c].dtype.kind == "f"]
+    return max(float(np.abs(a[c].to_numpy() - b[c].to_numpy()).max(initial=0.0)) for c in columns)
 
 
 def main() -> None:
@@ -78,17 +88,20 @@ def main() -> None:
         row["here_seconds"], here = timed(plan_by_market, inputs, policy, parts=parts)
         row["ray_seconds"], on_ray = timed(plan_markets_on_ray, inputs, policy, parts=parts)
         row["market_solver"], row["partitioned_objective"] = on_ray.solver, on_ray.objective
-        row["ray_equals_here"] = bool(on_ray.creators.equals(here.creators) and on_ray.objective == here.objective)
+        # Ray's workers run 1 BLAS/OpenMP thread, this process more: sums may round differently in the last bit
+        row["max_share_difference"] = max_difference(here.creators, on_ray.creators)
+        row["ray_matches_here"] = bool(row["max_share_difference"] <= MATCH_TOLERANCE
+                                       and abs(on_ray.objective - here.objective) <= MATCH_TOLERANCE)
         row["here_over_ray"] = row["here_seconds"] / row["ray_seconds"]
         rows.append(row)
         print(f"  {inputs.n_pairs:>10,} pairs in {markets} markets done", flush=True)
 
     header = ["markets", "pairs", "largest market", "joint s", "joint solver", "per market here s", "on Ray s",
-              "here / Ray", "market solver", "Ray = here"]
+              "here / Ray", "market solver", "max |Ray - here|"]
     lines = [[str(r["markets"]), f"{r['pairs']:,}", f"{r['largest_market_pairs']:,}",
               f"{r['joint_seconds']:.2f}" if "joint_seconds" in r else "-", r.get("joint_solver", "-"),
               f"{r['here_seconds']:.2f}", f"{r['ray_seconds']:.2f}", f"{r['here_over_ray']:.2f}x",
-              r["market_solver"], "yes" if r["ray_equals_here"] else "NO"] for r in rows]
+              r["market_solver"], f"{r['max_share_difference']:.1e}"] for r in rows]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     print(f"default policy (LP), {os.cpu_count()} CPUs, seed {args.seed}")
     for i, line in enumerate([header, *lines]):

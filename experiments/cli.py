@@ -5,6 +5,7 @@
     ecorank report runs/eval               # redraw a finished loop's plots and report from its files
     ecorank tune model --data runs/demo/logs --out runs/tune   # Ray Tune model sweep (ASHA), best bundle saved
     ecorank tune policy --out runs/tune-policy   # multi-objective policy sweep in the simulator, Pareto front
+    ecorank score --data candidates/ --bundle bundles/mmoe --plan plans/v000001 --ray --out scores   # batch scoring
     ecorank plan --synthetic-markets 8 --pairs-per-market 100000 --ray --out plans   # per-market planner on Ray
     ecorank simulate --scenario S1 --policies p0,p1 --seeds 3 --preset default --out runs/s1
     ecorank scenarios                      # list built-in scenarios
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -167,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--version", type=_positive_int, default=1, help="plan version (default: %(default)s)")
     plan.add_argument("--out", type=Path, required=True, help="plans folder; the plan goes to OUT/vNNNNNN")
     plan.add_argument("--save-inputs", type=Path, default=None, help="also write the inputs there (input_files)")
+    _add_score(commands)
     commands.add_parser("scenarios", help="list the built-in scenarios")
     commands.add_parser("policies", help="list the simulator policies")
     show = commands.add_parser("config", help="print a resolved, validated scenario config as JSON")
@@ -189,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _loop(args)
         if args.command == "plan":
             return _plan(args)
+        if args.command == "score":
+            return _score(args)
         if args.command == "tune":
             return _tune(args)
         if args.command == "report":
@@ -373,6 +378,83 @@ def _plan(args: argparse.Namespace) -> int:
 
 def _one_market(segment: str) -> str:
     return "all"
+
+
+def _add_score(commands: argparse._SubParsersAction[_Parser]) -> None:
+    score = commands.add_parser("score", help="batch scoring with the serving engine: Parquet candidates in, heads, "
+                                              "utility, traffic weights and ranks out as Parquet (in this process, "
+                                              "or on Ray Data with --ray)")
+    score.add_argument("--data", type=Path, required=True,
+                       help="a Parquet file or folder: item_id, creator_id, cluster_id, original, the model's features "
+                            "and, to allocate traffic, request_id (one ranking request per id)")
+    score.add_argument("--out", type=Path, required=True, help="a new or empty folder for the scores' Parquet files")
+    score.add_argument("--bundle", type=Path, default=None,
+                       help="model bundle folder (default: the embedded default, as `ecorank serve`)")
+    score.add_argument("--plan", type=Path, default=None, help="traffic plan folder (save_plan's v000NNN)")
+    score.add_argument("--policy", default="default", help="fairness policy: built-in name or .toml path")
+    score.add_argument("--surface", default="content", help="the surface whose policy ranks (default: %(default)s)")
+    score.add_argument("--batch-size", type=_positive_int, default=8_192,
+                       help="candidates per engine call, whole requests (default: %(default)s)")
+    score.add_argument("--threads", type=_positive_int, default=1,
+                       help="torch threads per scorer: this process, or each Ray actor (default: %(default)s)")
+    score.add_argument("--ray", action="store_true", help="score on Ray Data: read, shuffle whole requests to "
+                                                          "actors, write in parallel")
+    score.add_argument("--workers", type=_positive_int, default=2,
+                       help="with --ray: scoring actors, one engine each (default: %(default)s)")
+    score.add_argument("--address", default=None, help="with --ray: a Ray cluster to join (default: a local Ray)")
+    score.add_argument("--num-cpus", type=_positive_int, default=None,
+                       help="with --ray: logical CPUs of the local Ray (default: the cores, at least workers x "
+                            "threads + 1)")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _score(args: argparse.Namespace) -> int:
+    from fairness.planner import PlanError, load_plan
+    from fairness.policy import PolicyError, load_policy
+    from mtl.bundle import BundleError, load_bundle
+    from serving.batch import BatchInputError, BatchScorer, EngineParts, score_parquet
+    from serving.core import ReloadError
+
+    if not args.ray and (args.address is not None or args.num_cpus is not None):
+        raise ConfigError("--address and --num-cpus are for --ray; without it scoring runs in this process")
+    try:
+        policy = load_policy(args.policy)
+        bundle_path, plan_path = args.bundle, args.plan
+        if bundle_path is None:
+            from serving.default import default_paths
+
+            print("ecorank score: no --bundle given; using the embedded default", file=sys.stderr)
+            bundle_path, default_plan = default_paths(policy, progress=not args.quiet)
+            plan_path = plan_path or default_plan
+        parts = EngineParts(bundle=load_bundle(bundle_path), policy=policy,
+                            plan=load_plan(plan_path) if plan_path is not None else None)
+        if args.ray:
+            try:
+                from experiments.scale.score import RayScoring, score_parquet_ray
+                from experiments.tune.ray_adapter import start
+            except ImportError as err:
+                raise ConfigError(f"--ray needs Ray ({err}); install it with pip install -e '.[ray]'") from None
+            job = RayScoring(parts=parts, surface=args.surface, batch_size=args.batch_size, workers=args.workers,
+                             threads=args.threads)
+            if args.address is None and args.num_cpus is None:  # a local Ray with room for the actors and Ray Data
+                args.num_cpus = max(os.cpu_count() or 1, job.cpus_needed)
+            start(address=args.address, num_cpus=args.num_cpus)
+            summary = score_parquet_ray(args.data, args.out, job, progress=not args.quiet)
+        else:
+            import torch
+
+            torch.set_num_threads(args.threads)
+            scorer = BatchScorer(parts.core(), surface=args.surface, batch_size=args.batch_size)
+            summary = score_parquet(args.data, args.out, scorer, progress=not args.quiet)
+    except (PolicyError, PlanError, BundleError, ReloadError, BatchInputError) as err:
+        raise ConfigError(str(err)) from None
+    what = "heads, utility, weight, rank" if summary.per_request else "heads, utility (no request_id: no allocation)"
+    requests = f" in {summary.requests:,} requests" if summary.requests is not None else ""
+    print(f"scored {summary.rows:,} candidates{requests} {'on Ray Data' if args.ray else 'in this process'} in "
+          f"{summary.seconds:.2f} s ({summary.rows / max(summary.seconds, 1e-9):,.0f}/s): {what}; model "
+          f"{summary.model_version}, plan v{summary.plan_version}\nscores: {args.out} ({len(summary.files)} Parquet "
+          "file(s))")
+    return 0
 
 
 def _loop(args: argparse.Namespace) -> int:

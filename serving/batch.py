@@ -297,3 +297,27 @@ def score_parquet(data: Path, out: Path, scorer: BatchScorer, *, progress: bool 
     return ScoreSummary(rows=scores.num_rows, per_request=requests is not None, requests=requests,
                         seconds=time.perf_counter() - started, files=(path,), model_version=state.bundle.version,
                         plan_version=state.plan_version)
+
+
+def synthetic_candidates(creators: pd.DataFrame, feature_names: Sequence[str], *, requests: int, per_request: int,
+                         rng: np.random.Generator) -> pa.Table:
+    """`requests` requests of `per_request` candidates of the plan's `creators` (TrafficPlan.creators: columns
+    creator, cluster), features uniform on [0, 1), a third originals, rows in random order: a seeded table of
+    candidates for demos, tests and benchmarks, in the layout `ecorank score` reads."""
+    n = requests * per_request
+    if n == 0 or len(creators) == 0:
+        raise BatchInputError(f"synthetic_candidates: received {requests} requests x {per_request} candidates over "
+                              f"{len(creators)} creators; expected positive counts")
+    rows = rng.choice(len(creators), size=n)
+    # item ids unique within each request: a permutation of 0..10*per_request-1 per request
+    items = np.argsort(rng.random((requests, 10 * per_request)), axis=1)[:, :per_request].ravel()
+    shuffled = rng.permutation(n)
+    columns: dict[str, Any] = {
+        REQUEST_COLUMN: np.repeat(np.arange(requests, dtype=np.int64), per_request)[shuffled],
+        "item_id": items.astype(np.int64)[shuffled],
+        "creator_id": creators["creator"].to_numpy(np.int64)[rows][shuffled],
+        "cluster_id": creators["cluster"].to_numpy(np.int64)[rows][shuffled],
+        "original": (rng.random(n) < 1 / 3)[shuffled]}
+    features = rng.random((n, len(feature_names)), dtype=np.float32)[shuffled]
+    columns.update({name: features[:, j] for j, name in enumerate(feature_names)})
+    return pa.table(columns)

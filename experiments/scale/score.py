@@ -33,6 +33,9 @@ from serving.batch import REQUEST_COLUMN, BatchInputError, BatchScorer, EnginePa
 # Rows per block after the shuffle: 100,000 rows of 64 float features are about 30 MB, small enough for
 # the object store to hold a few per actor, large enough that the per-block overhead is noise.
 ROWS_PER_BLOCK = 100_000
+# Ray Data's read, shuffle and write tasks need a CPU slot while the actors hold theirs for the whole run; with
+# none left (2 actors on a 2-CPU Ray) the pipeline waits forever (measured: it hangs).
+DATA_CPUS = 1
 
 
 @dataclass(frozen=True)
@@ -43,12 +46,21 @@ class RayScoring:
     surface: str = "content"
     batch_size: int = 8_192
     workers: int = 2
+    threads: int = 1  # torch threads per actor, and the CPU slots each actor holds
+
+    @property
+    def cpus_needed(self) -> int:
+        """CPU slots the Ray cluster must have: the actors' and one for Ray Data's tasks."""
+        return self.workers * self.threads + DATA_CPUS
 
 
 class _ScoreActor:
     """One RankingCore per actor, built once and reused for every batch the actor gets."""
 
-    def __init__(self, parts: EngineParts, surface: str, batch_size: int) -> None:
+    def __init__(self, parts: EngineParts, surface: str, batch_size: int, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
         self.scorer = BatchScorer(parts.core(), surface=surface, batch_size=batch_size)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -63,6 +75,13 @@ def score_parquet_ray(data: Path, out: Path, job: RayScoring, *, progress: bool 
     if not data.exists():
         raise BatchInputError(f"--data: received {str(data)!r}, which does not exist; expected a Parquet file or "
                               "a folder of Parquet files of candidates")
+    available = int(ray.cluster_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
+    if available < job.cpus_needed:
+        raise BatchInputError(
+            f"--workers {job.workers} x --threads {job.threads}: the Ray cluster has {available} CPUs; expected at "
+            f"least {job.cpus_needed} (each actor holds --threads CPU slots for the whole run and Ray Data's read, "
+            "shuffle and write tasks need one more). Fix: fewer workers or threads, --num-cpus for a local Ray "
+            "(logical CPUs may exceed the cores), or a bigger cluster")
     ray.data.DataContext.get_current().enable_progress_bars = progress
     checker = BatchScorer(job.parts.core(), surface=job.surface, batch_size=job.batch_size)
     ds = ray.data.read_parquet(str(data))
@@ -79,7 +98,8 @@ def score_parquet_ray(data: Path, out: Path, job: RayScoring, *, progress: bool 
                             batch_format="pyarrow", zero_copy_batch=True,
                             compute=ray.data.ActorPoolStrategy(size=job.workers),
                             fn_constructor_kwargs={"parts": job.parts, "surface": job.surface,
-                                                   "batch_size": job.batch_size})
+                                                   "batch_size": job.batch_size, "threads": job.threads},
+                            num_cpus=job.threads)
     scored.write_parquet(str(out))
     state = checker.core.state
     return ScoreSummary(rows=rows, per_request=per_request, requests=None, seconds=time.perf_counter() - started,

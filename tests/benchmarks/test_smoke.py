@@ -75,9 +75,19 @@ def test_ray_planner_benchmark_plans_the_same_on_ray() -> None:
     assert [(row["markets"], row["largest_market_pairs"] < row["pairs"]) for row in figures["rows"]] == [
         (2, True), (4, True)]
     for row in figures["rows"]:
-        assert row["ray_equals_here"], row
+        assert row["ray_matches_here"], row
         assert row["partitioned_objective"] > 0
     assert figures["size_reached"] in {0, *(row["pairs"] for row in figures["rows"])}
+
+
+def test_ray_scoring_benchmark_scores_the_same_on_ray() -> None:
+    figures = run_quick("ray_scoring")
+    assert [row["candidates"] for row in figures["rows"]] == [20_000]
+    for row in figures["rows"]:
+        assert row["ray"], row
+        for ray in row["ray"]:
+            assert ray["matches_here"], ray
+            assert ray["per_s"] > 0
 
 
 @pytest.mark.parametrize("name", ["simulator", "mtl"])
