@@ -90,6 +90,16 @@ def test_ray_scoring_benchmark_scores_the_same_on_ray() -> None:
             assert ray["per_s"] > 0
 
 
+def test_ray_training_benchmark_measures_both_distances() -> None:
+    figures = run_quick("ray_training")
+    assert [run["run"] for run in figures["runs"]] == ["single", "single, reordered 1", "single, reordered 2",
+                                                       "single, reordered 3", "Ray 2 workers"]
+    assert set(figures["ray_distance"]) == set(figures["reordered_spread"])
+    # reordering the rows really changes the minibatches (a spread of 0 would make the yardstick meaningless)
+    assert figures["reordered_spread"]["best_val_loss"] > 0
+    assert figures["ray_distance"]["best_val_loss"] < 0.01 * figures["runs"][0]["best_val_loss"]
+
+
 @pytest.mark.parametrize("name", ["simulator", "mtl"])
 def test_other_benchmarks_run(name: str) -> None:
     run_quick(name)
