@@ -75,7 +75,9 @@ def test_raising_a_creators_own_cap_never_lowers_its_target(inputs: PlanInputs, 
     cap[row] += bump
     raised = replace(program, creator_cap=cap, active_creators=np.union1d(program.active_creators, [row]))
     target = [solve_cvxpy(p, "clarabel", options=TIGHT).x[p.pair_creator == row].sum() for p in (program, raised)]
-    assert target[1] >= target[0] - 1e-7
+    # 1e-6, as the other properties: Clarabel's tight answers differ by CPU; on an Intel Xeon one drawn case
+    # (a demand-bound target of 0.25) came back 1.9e-7 lower after the raise
+    assert target[1] >= target[0] - 1e-6
 
 
 @settings(max_examples=200, derandomize=True, deadline=None, database=None)
