@@ -66,13 +66,15 @@ def max_difference(a: pd.DataFrame, b: pd.DataFrame) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
+    parser.add_argument("--address", default=None,
+                        help="a running Ray to join (default: start a local one; the tests pass theirs)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     from experiments.scale.plan import plan_markets_on_ray
     from experiments.tune.ray_adapter import start
 
-    start(num_cpus=os.cpu_count())
+    start(address=args.address, num_cpus=None if args.address else os.cpu_count())
     policy = load_policy()
     # Warm-up, untimed: Ray starts its worker processes (and they import the planner) on the first tasks.
     plan_markets_on_ray(synthetic_markets(os.cpu_count() or 1, 200, np.random.default_rng(args.seed)), policy)

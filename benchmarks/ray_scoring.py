@@ -87,6 +87,8 @@ def differences(a: pa.Table, b: pa.Table) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one small size, for a smoke check")
+    parser.add_argument("--address", default=None,
+                        help="a running Ray to join (default: start a local one; the tests pass theirs)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
@@ -110,7 +112,8 @@ def main() -> None:
         parts = EngineParts(bundle=load_bundle(bundle_dir), policy=load_policy(), plan=load_plan(plan_dir))
         names = [d.name for d in parts.bundle.schema.dense]
         scorer = BatchScorer(parts.core(), batch_size=BATCH_SIZE)
-        start(num_cpus=max(cpus, RayScoring(parts=parts, workers=max(actor_counts)).cpus_needed))
+        needed = RayScoring(parts=parts, workers=max(actor_counts)).cpus_needed
+        start(address=args.address, num_cpus=None if args.address else max(cpus, needed))
         warm = write_candidates(folder, plan_dir, names, 2_000, args.seed)
         for actors in [] if args.quick else actor_counts:  # untimed: Ray starts its workers, which import the engine
             score_parquet_ray(warm, folder / f"warm-{actors}", RayScoring(parts=parts, workers=actors))

@@ -66,6 +66,8 @@ def figures(metrics: dict[str, Any]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rows and epochs, for a smoke check")
+    parser.add_argument("--address", default=None,
+                        help="a running Ray to join (default: start a local one; the tests pass theirs)")
     args = parser.parse_args()
     knobs = QUICK if args.quick else FULL
 
@@ -82,7 +84,7 @@ def main() -> None:
         folder = Path(tmp)
         data = impressions(folder, knobs["rounds"])
         table = pq.read_table(data)
-        start(num_cpus=max(os.cpu_count() or 1, WORKERS + DATA_CPUS))
+        start(address=args.address, num_cpus=None if args.address else max(os.cpu_count() or 1, WORKERS + DATA_CPUS))
 
         def single(name: str, source: Path) -> None:
             started = time.perf_counter()

@@ -44,3 +44,12 @@ def ray_session() -> Iterator[None]:
     yield
     ray.shutdown()
 
+
+@pytest.fixture(scope="session")
+def ray_address(ray_session: None) -> str:
+    """The session's Ray, for a subprocess to join (`--address`) instead of starting its own."""
+    import ray
+
+    address: str = ray.get_runtime_context().gcs_address
+    return address
+

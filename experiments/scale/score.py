@@ -18,6 +18,7 @@ column nothing is allocated, so there is no shuffle and batches are any `batch_s
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -83,6 +84,9 @@ def score_parquet_ray(data: Path, out: Path, job: RayScoring, *, progress: bool 
             "shuffle and write tasks need one more). Fix: fewer workers or threads, --num-cpus for a local Ray "
             "(logical CPUs may exceed the cores), or a bigger cluster")
     ray.data.DataContext.get_current().enable_progress_bars = progress
+    # Ray Data's INFO lines (execution plans, "finished in") still go to its log files; the console gets
+    # this command's own summary
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     checker = BatchScorer(job.parts.core(), surface=job.surface, batch_size=job.batch_size)
     ds = ray.data.read_parquet(str(data))
     schema = ds.schema()

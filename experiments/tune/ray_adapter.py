@@ -47,6 +47,9 @@ def start(*, address: str | None = None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Tune's newer console output prints a configuration box and result paths even with verbose=0; the
+    # classic reporter honours verbose=0. The sweeps show their own progress bar and tables.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
@@ -184,6 +187,9 @@ def run_policy_sweep(sweep: PolicySweep, *, storage: Path, name: str = "policy_s
     base = sweep.base_point()
 
     def fresh() -> tune.Tuner:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study: the sweep has a progress bar
         search = OptunaSearch(metric=list(policy_sweep.OBJECTIVES), mode=list(policy_sweep.OBJECTIVES.values()),
                               points_to_evaluate=[base] if base else None, seed=sweep.seed)
         return tune.Tuner(

@@ -18,8 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_quick(name: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick"], cwd=ROOT,
+def run_quick(name: str, *extra: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick", *extra], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -70,8 +70,8 @@ def test_memory_benchmark_measures_both_settings() -> None:
     assert row["kept_faults_per_call"] >= 0
 
 
-def test_ray_planner_benchmark_plans_the_same_on_ray() -> None:
-    figures = run_quick("ray_planner")
+def test_ray_planner_benchmark_plans_the_same_on_ray(ray_address: str) -> None:
+    figures = run_quick("ray_planner", "--address", ray_address)  # the session's Ray
     assert [(row["markets"], row["largest_market_pairs"] < row["pairs"]) for row in figures["rows"]] == [
         (2, True), (4, True)]
     for row in figures["rows"]:
@@ -80,8 +80,8 @@ def test_ray_planner_benchmark_plans_the_same_on_ray() -> None:
     assert figures["size_reached"] in {0, *(row["pairs"] for row in figures["rows"])}
 
 
-def test_ray_scoring_benchmark_scores_the_same_on_ray() -> None:
-    figures = run_quick("ray_scoring")
+def test_ray_scoring_benchmark_scores_the_same_on_ray(ray_address: str) -> None:
+    figures = run_quick("ray_scoring", "--address", ray_address)  # the session's Ray
     assert [row["candidates"] for row in figures["rows"]] == [20_000]
     for row in figures["rows"]:
         assert row["ray"], row
@@ -90,8 +90,8 @@ def test_ray_scoring_benchmark_scores_the_same_on_ray() -> None:
             assert ray["per_s"] > 0
 
 
-def test_ray_training_benchmark_measures_both_distances() -> None:
-    figures = run_quick("ray_training")
+def test_ray_training_benchmark_measures_both_distances(ray_address: str) -> None:
+    figures = run_quick("ray_training", "--address", ray_address)  # the session's Ray
     assert [run["run"] for run in figures["runs"]] == ["single", "single, reordered 1", "single, reordered 2",
                                                        "single, reordered 3", "Ray 2 workers"]
     assert set(figures["ray_distance"]) == set(figures["reordered_spread"])
