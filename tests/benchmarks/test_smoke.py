@@ -8,6 +8,7 @@ give the same answers.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +17,17 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+RAYLET_LINE = re.compile(r"^(\x1b\[[0-9;]*m)?\(raylet\)")  # a line Ray's raylet sends to every driver
 
 
 def run_quick(name: str, *extra: str) -> dict[str, Any]:
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{name}.py"), "--quick", *extra], cwd=ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
-    figures: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    # the JSON line is the benchmark's last; a driver joined to the session's Ray may still receive the raylet's
+    # warnings after it (e.g. "10 PYTHON worker processes have been started")
+    last = [line for line in done.stdout.strip().splitlines() if not RAYLET_LINE.match(line)][-1]
+    figures: dict[str, Any] = json.loads(last)
     assert figures["benchmark"] == name
     assert figures["quick"] is True
     return figures
