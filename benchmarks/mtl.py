@@ -48,6 +48,7 @@ import torch
 from numpy.typing import NDArray
 
 from benchmarks.naive_mtl import Row, naive_copy, naive_loader, naive_predict, naive_train_step
+from benchmarks.table import print_table
 from experiments.config import load_scenario
 from experiments.simulator.runner import run_experiment
 from mtl.data import EncodedBatch, FeatureStats, encode, read_table
@@ -199,16 +200,6 @@ def bench_experts(n_experts: int, *, in_dim: int, repeats: int, seed: int) -> di
     batched, loop = (1000 * float(np.median(seconds[k])) for k in ("batched", "loop"))
     return {"n_experts": n_experts, "batched_ms_p50": round(batched, 3), "loop_ms_p50": round(loop, 3),
             "speedup": round(loop / batched, 2)}
-
-
-def print_table(header: list[str], lines: list[list[str]]) -> None:
-    table = [header, *lines]
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    for i, line in enumerate(table):
-        cells = zip(line, widths, strict=True)
-        print("  ".join(cell.rjust(w) if j else cell.ljust(w) for j, (cell, w) in enumerate(cells)))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
 
 
 def main() -> None:

@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import pandas as pd
 
+from benchmarks.table import print_table
 from fairness.planner import plan_traffic
 from fairness.planner.partition import plan_by_market, split_by_market, synthetic_markets
 from fairness.policy import load_policy
@@ -74,7 +75,7 @@ def main() -> None:
     from experiments.scale.plan import plan_markets_on_ray
     from experiments.tune.ray_adapter import start
 
-    start(address=args.address, num_cpus=None if args.address else os.cpu_count())
+    start(address=args.address)
     policy = load_policy()
     # Warm-up, untimed: Ray starts its worker processes (and they import the planner) on the first tasks.
     plan_markets_on_ray(synthetic_markets(os.cpu_count() or 1, 200, np.random.default_rng(args.seed)), policy)
@@ -104,13 +105,8 @@ def main() -> None:
               f"{r['joint_seconds']:.2f}" if "joint_seconds" in r else "-", r.get("joint_solver", "-"),
               f"{r['here_seconds']:.2f}", f"{r['ray_seconds']:.2f}", f"{r['here_over_ray']:.2f}x",
               r["market_solver"], f"{r['max_share_difference']:.1e}"] for r in rows]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     print(f"default policy (LP), {os.cpu_count()} CPUs, seed {args.seed}")
-    for i, line in enumerate([header, *lines]):
-        print("  ".join(cell.rjust(w) if j else cell.ljust(w) for j, (cell, w) in enumerate(zip(line, widths,
-                                                                                                  strict=True))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(header, lines)
     reached = max((r["pairs"] for r in rows if r["ray_seconds"] <= GOAL_SECONDS), default=0)
     print(f"size reached: {reached:,} pairs planned per market on Ray within {GOAL_SECONDS:.0f} s")
     print(json.dumps({"benchmark": "ray_planner", "quick": args.quick, "cpus": os.cpu_count(),

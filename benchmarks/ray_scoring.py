@@ -42,6 +42,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmarks.table import print_table
+
 SIZES = [200_000, 1_000_000]
 QUICK_SIZES = [20_000]
 PER_REQUEST = 100
@@ -112,8 +114,7 @@ def main() -> None:
         parts = EngineParts(bundle=load_bundle(bundle_dir), policy=load_policy(), plan=load_plan(plan_dir))
         names = [d.name for d in parts.bundle.schema.dense]
         scorer = BatchScorer(parts.core(), batch_size=BATCH_SIZE)
-        needed = RayScoring(parts=parts, workers=max(actor_counts)).cpus_needed
-        start(address=args.address, num_cpus=None if args.address else max(cpus, needed))
+        start(address=args.address, min_cpus=RayScoring(parts=parts, workers=max(actor_counts)).cpus_needed)
         warm = write_candidates(folder, plan_dir, names, 2_000, args.seed)
         for actors in [] if args.quick else actor_counts:  # untimed: Ray starts its workers, which import the engine
             score_parquet_ray(warm, folder / f"warm-{actors}", RayScoring(parts=parts, workers=actors))
@@ -143,13 +144,9 @@ def main() -> None:
               *[cell for ray in r["ray"] for cell in (f"{ray['seconds']:.2f}", f"{ray['per_s']:,.0f}")],
               *[f"{ray['over_here']:.2f}x" for ray in r["ray"]],
               f"{max(ray['max_weight_difference'] for ray in r['ray']):.1e}"] for r in rows]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     print(f"64-feature MMoE, requests of {PER_REQUEST}, {FILES} input files, 1 torch thread per scorer, "
           f"{cpus} CPUs, seed {args.seed}")
-    for i, line in enumerate([header, *lines]):
-        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(header, lines, left=0)
     print(json.dumps({"benchmark": "ray_scoring", "quick": args.quick, "cpus": cpus, "machine": platform.machine(),
                       "python": platform.python_version(), "seed": args.seed, "per_request": PER_REQUEST,
                       "rows": rows}))

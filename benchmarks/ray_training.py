@@ -39,6 +39,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmarks.table import print_table
+
 FULL = {"rounds": 40, "epochs": 5, "reorders": 3}
 QUICK = {"rounds": 12, "epochs": 3, "reorders": 3}  # the setting of tests/experiments/scale/test_train.py
 BINARY_HEADS = ("prosperity", "risk", "complaint")
@@ -71,7 +73,8 @@ def main() -> None:
     args = parser.parse_args()
     knobs = QUICK if args.quick else FULL
 
-    from experiments.scale.train import DATA_CPUS, train_bundle_distributed
+    from experiments.scale.cluster import DATA_CPUS
+    from experiments.scale.train import train_bundle_distributed
     from experiments.tune.ray_adapter import start
     from mtl.schema import load_schema
     from mtl.train import train_bundle
@@ -84,7 +87,7 @@ def main() -> None:
         folder = Path(tmp)
         data = impressions(folder, knobs["rounds"])
         table = pq.read_table(data)
-        start(address=args.address, num_cpus=None if args.address else max(os.cpu_count() or 1, WORKERS + DATA_CPUS))
+        start(address=args.address, min_cpus=WORKERS + DATA_CPUS)
 
         def single(name: str, source: Path) -> None:
             started = time.perf_counter()
@@ -112,14 +115,9 @@ def main() -> None:
     lines = [[r["run"], f"{r['seconds']:.1f}", *(f"{r[m]:.4f}" for m in metrics)] for r in runs]
     lines.append(["max |reordered - single|", "", *(f"{spread[m]:.4f}" for m in metrics)])
     lines.append(["|Ray - single|", "", *(f"{ray_distance[m]:.4f}" for m in metrics)])
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     print(f"S4 tiny exploration logs, {table.num_rows:,} rows, {knobs['rounds']} rounds; MMoE, {knobs['epochs']} "
           f"epochs, batch 256, seed 0; {os.cpu_count()} cores")
-    for i, line in enumerate([header, *lines]):
-        print("  ".join(cell.ljust(w) if j == 0 else cell.rjust(w)
-                        for j, (cell, w) in enumerate(zip(line, widths, strict=True))))
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(header, lines)
     print(json.dumps({"benchmark": "ray_training", "quick": args.quick, "cpus": os.cpu_count(),
                       "machine": platform.machine(), "python": platform.python_version(), "rows": table.num_rows,
                       **knobs, "workers": WORKERS, "runs": runs, "reordered_spread": spread,

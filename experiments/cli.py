@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -436,9 +435,7 @@ def _score(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--ray needs Ray ({err}); install it with pip install -e '.[ray]'") from None
             job = RayScoring(parts=parts, surface=args.surface, batch_size=args.batch_size, workers=args.workers,
                              threads=args.threads)
-            if args.address is None and args.num_cpus is None:  # a local Ray with room for the actors and Ray Data
-                args.num_cpus = max(os.cpu_count() or 1, job.cpus_needed)
-            start(address=args.address, num_cpus=args.num_cpus)
+            start(address=args.address, num_cpus=args.num_cpus, min_cpus=job.cpus_needed)
             summary = score_parquet_ray(args.data, args.out, job, progress=not args.quiet)
         else:
             import torch

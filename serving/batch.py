@@ -153,7 +153,7 @@ class BatchScorer:
     def _allocate(self, table: pa.Table, features: NDArray[np.float32], *, progress: bool) -> dict[str, NDArray[Any]]:
         n = table.num_rows
         order, request = _group_requests(table)
-        counts = np.bincount(request) if n else np.zeros(0, np.int64)
+        counts = np.bincount(request)  # (R,) candidates per request; score() returns early on no rows
         starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         # a request joins the chunk in which it starts: chunks of about batch_size, never part of a request
         chunk_of = starts[:-1] // self.batch_size
@@ -264,11 +264,15 @@ def _group_requests(table: pa.Table) -> tuple[I64, I64]:
     return np.asarray(order.to_numpy(), np.int64), np.asarray(codes.to_numpy(), np.int64)
 
 
-def read_candidates(data: Path) -> pa.Table:
-    """A Parquet file, or a folder of them, as one table."""
+def check_exists(data: Path) -> None:
     if not data.exists():
         raise BatchInputError(f"--data: received {str(data)!r}, which does not exist; expected a Parquet file or "
                               "a folder of Parquet files of candidates")
+
+
+def read_candidates(data: Path) -> pa.Table:
+    """A Parquet file, or a folder of them, as one table."""
+    check_exists(data)
     try:
         return pq.read_table(data)
     except (pa.ArrowInvalid, OSError) as err:

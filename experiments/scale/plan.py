@@ -1,8 +1,8 @@
 """The per-market planner on Ray: one Ray task per market, merged into one TrafficPlan.
 
 `fairness.planner.partition` splits the inputs and merges the plans (plain Python, tested without Ray);
-this module only decides where each market's `plan_traffic` runs. The markets' inputs go to the object
-store once (`ray.put`), each task returns its market's plan, and the driver merges them. Largest markets
+this module only decides where each market's `plan_traffic` runs. Each task gets its own market's inputs
+(the policy goes to the object store once, `ray.put`) and returns its plan; the driver merges them. Largest markets
 first, so that the longest solve starts at once and the small ones fill the other CPUs behind it.
 
     ecorank plan --synthetic-markets 16 --pairs-per-market 100000 --ray --out plans   # docs/tuning.md

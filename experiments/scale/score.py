@@ -29,14 +29,20 @@ import ray
 import ray.data
 from ray.data.context import ShuffleStrategy
 
-from serving.batch import REQUEST_COLUMN, BatchInputError, BatchScorer, EngineParts, ScoreSummary, prepare_out
+from experiments.scale.cluster import DATA_CPUS, require_cpus
+from serving.batch import (
+    REQUEST_COLUMN,
+    BatchInputError,
+    BatchScorer,
+    EngineParts,
+    ScoreSummary,
+    check_exists,
+    prepare_out,
+)
 
 # Rows per block after the shuffle: 100,000 rows of 64 float features are about 30 MB, small enough for
 # the object store to hold a few per actor, large enough that the per-block overhead is noise.
 ROWS_PER_BLOCK = 100_000
-# Ray Data's read, shuffle and write tasks need a CPU slot while the actors hold theirs for the whole run; with
-# none left (2 actors on a 2-CPU Ray) the pipeline waits forever (measured: it hangs).
-DATA_CPUS = 1
 
 
 @dataclass(frozen=True)
@@ -73,16 +79,10 @@ def score_parquet_ray(data: Path, out: Path, job: RayScoring, *, progress: bool 
     started = time.perf_counter()
     if job.workers < 1:
         raise BatchInputError(f"workers: received {job.workers}; expected at least 1 actor")
-    if not data.exists():
-        raise BatchInputError(f"--data: received {str(data)!r}, which does not exist; expected a Parquet file or "
-                              "a folder of Parquet files of candidates")
-    available = int(ray.cluster_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
-    if available < job.cpus_needed:
-        raise BatchInputError(
-            f"--workers {job.workers} x --threads {job.threads}: the Ray cluster has {available} CPUs; expected at "
-            f"least {job.cpus_needed} (each actor holds --threads CPU slots for the whole run and Ray Data's read, "
-            "shuffle and write tasks need one more). Fix: fewer workers or threads, --num-cpus for a local Ray "
-            "(logical CPUs may exceed the cores), or a bigger cluster")
+    check_exists(data)
+    require_cpus(job.cpus_needed, received=f"--workers {job.workers} x --threads {job.threads}",
+                 holders="each actor holds --threads CPU slots", fewer="fewer workers or threads",
+                 error=BatchInputError)
     ray.data.DataContext.get_current().enable_progress_bars = progress
     # Ray Data's INFO lines (execution plans, "finished in") still go to its log files; the console gets
     # this command's own summary

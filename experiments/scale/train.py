@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -40,6 +39,7 @@ import ray.train
 import torch
 from ray.train.torch import TorchConfig, TorchTrainer, prepare_model
 
+from experiments.scale.cluster import DATA_CPUS, require_cpus
 from mtl.bundle import Bundle
 from mtl.calibration import CalibrationMethod
 from mtl.data import EncodedBatch, FeatureStats, Source, encode
@@ -52,7 +52,6 @@ RUN_NAME = "ecorank-train"  # Ray Train's run folder under the storage path
 WEIGHTS = "model.pt"
 RESULT = "result.json"
 SHUFFLE_BATCHES = 16  # each worker shuffles its rows through a buffer of this many batches (as mtl.data.iter_batches)
-DATA_CPUS = 1  # Ray Data's read tasks need a CPU slot free while the workers hold theirs, or they wait forever
 
 
 @dataclass(frozen=True)
@@ -102,10 +101,9 @@ def train_bundle_distributed(*, data: Source, schema: Schema, model_name: str, o
     # simulator and the sweep code along (seconds of start-up per worker).
     from experiments.tune.ray_adapter import start
 
-    if address is None and num_cpus is None:
-        num_cpus = max(os.cpu_count() or 1, workers + DATA_CPUS)
-    start(address=address, num_cpus=num_cpus)
-    _check_cpus(workers)
+    start(address=address, num_cpus=num_cpus, min_cpus=workers + DATA_CPUS)
+    require_cpus(workers + DATA_CPUS, received=f"--ray-workers {workers}",
+                 holders=f"{workers} training workers hold one each", fewer="fewer workers")
 
     storage = storage.resolve()
     shards = storage / "shards"
@@ -153,15 +151,6 @@ def write_shards(train: pa.Table, folder: Path, *, workers: int, seed: int) -> i
     for rank in range(workers):
         pq.write_table(shuffled.slice(rank * rows, rows), folder / f"part-{rank:05d}.parquet")
     return rows
-
-
-def _check_cpus(workers: int) -> None:
-    available = int(ray.cluster_resources().get("CPU", 0))  # type: ignore[no-untyped-call]
-    if workers + DATA_CPUS > available:
-        raise ValueError(f"--ray-workers {workers}: the Ray cluster has {available} CPUs; expected at least "
-                         f"{workers + DATA_CPUS} ({workers} training workers hold one each for the whole run and "
-                         "Ray Data's read tasks need one more). Fix: fewer workers, --num-cpus for a local Ray "
-                         "(logical CPUs may exceed the cores), or a bigger cluster")
 
 
 def _train_worker(loop_config: dict[str, Any]) -> None:

@@ -42,8 +42,9 @@ class SweepResult:
     path: Path  # where Ray keeps the experiment (resumable)
 
 
-def start(*, address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to `address`, or start a local Ray with `num_cpus` (reuses a running session)."""
+def start(*, address: str | None = None, num_cpus: int | None = None, min_cpus: int = 0) -> None:
+    """Connect to `address`, or start a local Ray with `num_cpus` logical CPUs (default: the cores, at least
+    `min_cpus`); reuses a running session."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -53,6 +54,8 @@ def start(*, address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:
+        if num_cpus is None and min_cpus:
+            num_cpus = max(os.cpu_count() or 1, min_cpus)
         ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
 
 

@@ -17,11 +17,10 @@ import pandas as pd
 
 from fairness.planner.inputs import PlanInputError, PlanInputs
 
-TABLES = {
-    "creators": {"creator": "int64", "cluster": "int64", "merit": "float64", "original": "bool", "newcomer": "bool"},
-    "segments": {"segment": "string", "supply": "float64"},
-    "pairs": {"creator": "int64", "segment": "string", "value": "float64", "demand": "float64", "risk": "float64",
-              "complaint": "float64"},
+TABLES = {  # file -> the columns load_inputs reads (types: the module docstring)
+    "creators": ("creator", "cluster", "merit", "original", "newcomer"),
+    "segments": ("segment", "supply"),
+    "pairs": ("creator", "segment", "value", "demand", "risk", "complaint"),
 }
 
 

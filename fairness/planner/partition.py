@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fairness.planner.inputs import F64, I64, PlanInputError, PlanInputs
+from fairness.planner.inputs import F64, PlanInputError, PlanInputs
 from fairness.planner.plan import TrafficPlan, plan_traffic
 from fairness.policy import FairnessPolicy
 
@@ -39,13 +39,11 @@ STATUS_ORDER = ("optimal", "inaccurate")  # a merged plan is as good as its wors
 
 @dataclass(frozen=True)
 class MarketPart:
-    """One market's program: its inputs in shares of its own impressions, and how to map them back."""
+    """One market's program: its inputs in shares of its own impressions, and its share of all of them."""
 
     market: str
     weight: float          # w_m: the market's share of all impressions (its segments' supply)
     inputs: PlanInputs     # supply sums to 1 within the market; demand divided by w_m
-    segment_index: I64     # (S_m,) positions of the market's segments in the full inputs
-    creator_index: I64     # (A_m,) positions of the market's creators in the full inputs
 
     @property
     def n_pairs(self) -> int:
@@ -116,8 +114,7 @@ def split_by_market(inputs: PlanInputs, market_of: Callable[[str], str] = market
             value=inputs.value[pairs], demand=inputs.demand[pairs] / weight,  # shares of the market's impressions
             risk=inputs.risk[pairs], complaint=inputs.complaint[pairs],
         ).validate()
-        parts.append(MarketPart(market=market, weight=weight, inputs=part, segment_index=segments,
-                                creator_index=creators))
+        parts.append(MarketPart(market=market, weight=weight, inputs=part))
     return parts
 
 

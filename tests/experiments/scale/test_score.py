@@ -90,3 +90,14 @@ def test_bad_score_input_exits_2_and_says_what_to_fix(ray_session: None, engine:
     assert "are for --ray" in capsys.readouterr().err
     assert main([*base, "--data", str(candidates), "--out", str(tmp_path / "y"), "--bundle", str(tmp_path)]) == 2
     assert "bundle" in capsys.readouterr().err
+
+
+def test_too_few_cpus_for_the_actors_and_ray_data_is_refused(ray_session: None, engine: tuple[Path, Path],
+                                                             candidates: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    bundle, plan = engine
+    # the session's Ray has 4 CPUs: 2 actors x 2 threads plus Ray Data's tasks would wait forever
+    assert main(["score", "--data", str(candidates), "--out", str(tmp_path / "out"), "--bundle", str(bundle),
+                 "--plan", str(plan), "--ray", "--workers", "2", "--threads", "2", "--quiet"]) == 2
+    assert "--workers 2 x --threads 2: the Ray cluster has 4 CPUs; expected at least 5" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
